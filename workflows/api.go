@@ -1,0 +1,212 @@
+// Package workflows holds Keelson's deterministic workflow code: the Release
+// workflow, one RegionRollout child per region, gates and their Updates.
+// Nothing here does I/O; activities are referred to through nil pointers.
+package workflows
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/keelson-dev/keelson/release"
+)
+
+// TaskQueue is the default task queue of Keelson's workers.
+const TaskQueue = "keelson"
+
+// Update, query and signal names. Callers use these constants; the
+// workflow registers handlers under the same names. Every Update also has a
+// signal of the same name for tools that can only signal (no answer, and a
+// refused signal is logged by the workflow instead).
+const (
+	UpdateApprove  = "approve"
+	UpdateReject   = "reject"
+	UpdatePause    = "pause"
+	UpdateResume   = "resume"
+	UpdateAbort    = "abort"
+	UpdatePromote  = "promote"
+	UpdateRollback = "rollback"
+
+	QueryStatus = "status"
+)
+
+// Search attributes registered by the dev server at start
+// (--search-attribute NAME=Keyword) and upserted by the Release workflow.
+const (
+	SearchAttrApplication = "KeelsonApplication"
+	SearchAttrVersion     = "KeelsonVersion"
+	SearchAttrPhase       = "KeelsonPhase"
+)
+
+// ReleaseID is the workflow ID of the release of application at version.
+// It is derived, not random, so that a second start of the same release (a
+// CI retry) finds the one already running.
+func ReleaseID(application, version string) string {
+	return "release-" + sanitize(application) + "-" + sanitize(version)
+}
+
+// RegionID is the workflow ID of a region's child workflow.
+func RegionID(releaseID, region string) string {
+	return releaseID + "/" + sanitize(region)
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '-', r == '_':
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// ReleaseInput starts a release of Spec at Version.
+type ReleaseInput struct {
+	Spec    release.Spec `json:"spec"`
+	Version string       `json:"version"`
+	// StartedBy is who or what started the release (a user, a CI job).
+	StartedBy string `json:"startedBy,omitempty"`
+}
+
+// Phase is where a release or region stands.
+type Phase string
+
+const (
+	PhasePending     Phase = "pending"
+	PhasePlanning    Phase = "planning"
+	PhaseAwaitGate   Phase = "awaiting-approval"
+	PhaseDeploying   Phase = "deploying"
+	PhaseBaking      Phase = "baking"
+	PhasePaused      Phase = "paused"
+	PhaseRollingBack Phase = "rolling-back"
+	PhaseSucceeded   Phase = "succeeded"
+	PhaseFailed      Phase = "failed"
+	PhaseRolledBack  Phase = "rolled-back"
+	PhaseRejected    Phase = "rejected"
+	PhaseAborted     Phase = "aborted"
+)
+
+// Done reports whether the phase is final.
+func (p Phase) Done() bool {
+	switch p {
+	case PhaseSucceeded, PhaseFailed, PhaseRolledBack, PhaseRejected, PhaseAborted:
+		return true
+	}
+	return false
+}
+
+// GateAnswer is the argument of the approve and reject Updates.
+type GateAnswer struct {
+	// Gate names the gate answered; empty answers the gate open now.
+	Gate string `json:"gate,omitempty"`
+	// User is who answers: a user name, or a Slack user id with Name.
+	User   string `json:"user"`
+	UserID string `json:"userId,omitempty"`
+	// Groups are the groups the caller has resolved User to belong to
+	// (Slack user groups); the validator accepts membership of an approver group.
+	Groups []string `json:"groups,omitempty"`
+	Reason string   `json:"reason,omitempty"`
+	// Via says where the answer came from: cli, slack, ui.
+	Via string `json:"via,omitempty"`
+}
+
+// Control is the argument of pause, resume, abort, promote and rollback.
+type Control struct {
+	User   string `json:"user,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// Regions limits promote and rollback to these regions; empty means all.
+	Regions []string `json:"regions,omitempty"`
+}
+
+// Status is the answer of the status query.
+type Status struct {
+	Application string       `json:"application"`
+	Version     string       `json:"version"`
+	Phase       Phase        `json:"phase"`
+	Paused      bool         `json:"paused"`
+	Message     string       `json:"message,omitempty"`
+	Started     time.Time    `json:"started"`
+	Waves       []WaveStatus `json:"waves"`
+	Gate        *GateStatus  `json:"gate,omitempty"`
+	Approvals   []Approval   `json:"approvals,omitempty"`
+}
+
+// WaveStatus is one wave's state.
+type WaveStatus struct {
+	Name    string         `json:"name"`
+	Phase   Phase          `json:"phase"`
+	Regions []RegionStatus `json:"regions"`
+}
+
+// RegionStatus is one region's state in the release.
+type RegionStatus struct {
+	Region           string        `json:"region"`
+	Phase            Phase         `json:"phase"`
+	Step             string        `json:"step"`
+	PreviousRevision int           `json:"previousRevision,omitempty"`
+	Revision         int           `json:"revision,omitempty"`
+	Health           string        `json:"health,omitempty"`
+	Error            string        `json:"error,omitempty"`
+	Started          time.Time     `json:"started,omitempty"`
+	Duration         time.Duration `json:"duration,omitempty"`
+}
+
+// GateStatus is the gate waiting for an answer.
+type GateStatus struct {
+	Name      string    `json:"name"`
+	Wave      string    `json:"wave"`
+	Regions   []string  `json:"regions"`
+	Approvers []string  `json:"approvers,omitempty"`
+	Groups    []string  `json:"groups,omitempty"`
+	Deadline  time.Time `json:"deadline"`
+	Escalated bool      `json:"escalated,omitempty"`
+}
+
+// Approval records how a gate was answered.
+type Approval struct {
+	Gate     string    `json:"gate"`
+	Approved bool      `json:"approved"`
+	User     string    `json:"user"`
+	UserID   string    `json:"userId,omitempty"`
+	Via      string    `json:"via,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	At       time.Time `json:"at"`
+	TimedOut bool      `json:"timedOut,omitempty"`
+}
+
+// ReleaseResult is what a finished release returns: every region's outcome.
+type ReleaseResult struct {
+	ReleaseID   string         `json:"releaseId"`
+	Application string         `json:"application"`
+	Version     string         `json:"version"`
+	Phase       Phase          `json:"phase"`
+	Reason      string         `json:"reason,omitempty"`
+	Started     time.Time      `json:"started"`
+	Finished    time.Time      `json:"finished"`
+	Regions     []RegionResult `json:"regions"`
+	Approvals   []Approval     `json:"approvals,omitempty"`
+}
+
+// Duration is how long the release ran.
+func (r *ReleaseResult) Duration() time.Duration { return r.Finished.Sub(r.Started) }
+
+// RegionResult is one region's outcome.
+type RegionResult struct {
+	Region           string `json:"region"`
+	Wave             string `json:"wave"`
+	Phase            Phase  `json:"phase"`
+	PreviousRevision int    `json:"previousRevision"`
+	Revision         int    `json:"revision"`
+	// RolledBackTo is the revision rollback made, 0 when not rolled back.
+	RolledBackTo int           `json:"rolledBackTo,omitempty"`
+	Changed      bool          `json:"changed"`
+	Error        string        `json:"error,omitempty"`
+	Started      time.Time     `json:"started"`
+	Duration     time.Duration `json:"duration"`
+	Terraform    string        `json:"terraform,omitempty"` // summary line, e.g. "+1 ~0 -0"
+}
+
+// String is a one-line outcome, for logs and the CLI.
+func (r RegionResult) String() string {
+	return fmt.Sprintf("%s: %s (revision %d -> %d)", r.Region, r.Phase, r.PreviousRevision, r.Revision)
+}
