@@ -4,7 +4,12 @@
 // serialises to JSON without loss.
 package release
 
-import "time"
+import (
+	"fmt"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
 
 // APIVersionV1Alpha1 is the only release file format so far. Files name it in
 // `apiVersion`, so later formats can be added without breaking files already
@@ -208,5 +213,23 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 		n = n*10 + int64(c-'0')
 	}
 	d.Duration = time.Duration(n)
+	return nil
+}
+
+// MarshalYAML writes the duration as a Go duration string, so a completed
+// spec written back out loads again.
+func (d Duration) MarshalYAML() (any, error) {
+	return d.Duration.String(), nil
+}
+
+// UnmarshalYAML reads a Go duration string ("90s", "1h30m"). The loader
+// reads durations itself, with the field's line in its messages; this is
+// for other code that decodes release types with yaml.v3 directly.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: invalid duration %q (use Go durations such as \"90s\" or \"1h30m\")", n.Line, n.Value)
+	}
+	d.Duration = v
 	return nil
 }

@@ -4,8 +4,13 @@
 package terraform
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path"
 
 	"github.com/keelson-dev/keelson/activities/artifacts"
 )
@@ -29,7 +34,18 @@ type Activities struct {
 	// Env is passed to Terraform explicitly instead of the whole process
 	// environment (TF_CLI_CONFIG_FILE, credentials for real backends).
 	Env map[string]string
+	// Logger receives Terraform's output line by line; slog.Default() when nil.
+	Logger *slog.Logger
 }
+
+// Variables Keelson always sets from Stack, overriding Vars: every stack
+// declares them. The version's variable is not called "version" because
+// Terraform reserves that name.
+const (
+	VarApplication = "application"
+	VarRegion      = "region"
+	VarVersion     = "app_version"
+)
 
 // Stack identifies a region's stack and its variables.
 type Stack struct {
@@ -78,20 +94,164 @@ type ApplyResult struct {
 	// Replanned is true when the saved plan was stale and a new one was made.
 	Replanned bool `json:"replanned"`
 	// Applied is false when there was nothing left to apply.
-	Applied bool `json:"applied"`
+	Applied bool    `json:"applied"`
 	Summary Summary `json:"summary"`
-	// Outputs are the stack's outputs, JSON-encoded values by name.
+	// Outputs are the stack's outputs by name, values decoded from their
+	// JSON; sensitive outputs are left out (they would land in history).
 	Outputs map[string]any `json:"outputs,omitempty"`
 }
 
-// Plan runs init and plan -out, uploads the plan and its JSON, and returns
-// the summary.
+// PlanKeyFor names a region's saved plan in the artifact store:
+// APP/VERSION/REGION/plan.tfplan.
+func PlanKeyFor(st Stack) string {
+	return path.Join(st.Application, st.Version, st.Region, "plan.tfplan")
+}
+
+// JSONKeyFor names the full JSON of a region's saved plan in the artifact
+// store: APP/VERSION/REGION/plan.json.
+func JSONKeyFor(st Stack) string {
+	return path.Join(st.Application, st.Version, st.Region, "plan.json")
+}
+
+// Plan runs init, validate and plan -out in the region's working copy of the
+// stack, uploads the plan file and its full JSON to the artifact store, and
+// returns their keys with a summary small enough for workflow history.
 func (a *Activities) Plan(ctx context.Context, in PlanInput) (*PlanResult, error) {
-	return nil, errors.New("terraform plan: not implemented")
+	s, err := a.open(ctx, in.Stack, "plan")
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+
+	if err := s.init(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.validate(ctx); err != nil {
+		return nil, err
+	}
+	planFile := s.scratch("plan.tfplan")
+	if _, err := s.plan(ctx, planFile); err != nil {
+		return nil, err
+	}
+	plan, raw, err := s.show(ctx, planFile)
+	if err != nil {
+		return nil, err
+	}
+	res := &PlanResult{PlanKey: PlanKeyFor(in.Stack), JSONKey: JSONKeyFor(in.Stack), Summary: Summarize(plan)}
+	if err := s.upload(ctx, res.PlanKey, planFile); err != nil {
+		return nil, err
+	}
+	if err := a.Artifacts.Put(ctx, res.JSONKey, bytes.NewReader(raw)); err != nil {
+		return nil, fmt.Errorf("upload plan JSON of %s: %w", s.name, err)
+	}
+	s.log.Info("terraform plan saved", "plan", res.PlanKey, "adds", res.Summary.Adds,
+		"changes", res.Summary.Changes, "destroys", res.Summary.Destroys)
+	return res, nil
 }
 
 // Apply applies the saved plan, re-planning if Terraform says it is stale,
 // and returns the outputs.
+//
+// It is safe to retry after a worker died in the middle: the state lock of
+// a dead Terraform goes with its process (and a live one is waited for with
+// a lock timeout); a saved plan that was already applied, fully or in part,
+// is stale, so the retry re-plans and applies only what is left, or nothing.
 func (a *Activities) Apply(ctx context.Context, in ApplyInput) (*ApplyResult, error) {
-	return nil, errors.New("terraform apply: not implemented")
+	if in.PlanKey == "" {
+		return nil, badInput("apply %s/%s: no plan key", in.Stack.Application, in.Stack.Region)
+	}
+	if err := artifacts.CheckKey(in.PlanKey); err != nil {
+		return nil, badInput("apply %s/%s: %v", in.Stack.Application, in.Stack.Region, err)
+	}
+	s, err := a.open(ctx, in.Stack, "apply")
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+
+	saved := s.scratch("saved.tfplan")
+	if err := s.download(ctx, in.PlanKey, saved); err != nil {
+		return nil, err
+	}
+	if err := s.init(ctx); err != nil {
+		return nil, err
+	}
+	plan, _, err := s.show(ctx, saved)
+	if err != nil {
+		return nil, err
+	}
+	res := &ApplyResult{Summary: Summarize(plan)}
+	// An empty saved plan is applied too: if the state moved since, the
+	// stale plan is what tells us that something is left to do.
+	switch err := s.apply(ctx, saved); {
+	case err == nil:
+		res.Applied = hasChanges(plan)
+	case isStale(err):
+		// The state changed since the plan: another apply, or this very
+		// activity's earlier attempt that finished (or got part-way) before
+		// its worker died. Plan again and apply whatever is still missing.
+		s.log.Info("saved plan is stale, planning again", "plan", in.PlanKey)
+		res.Replanned = true
+		replan := s.scratch("replan.tfplan")
+		changes, err := s.plan(ctx, replan)
+		if err != nil {
+			return nil, err
+		}
+		plan, _, err := s.show(ctx, replan)
+		if err != nil {
+			return nil, err
+		}
+		res.Summary = Summarize(plan)
+		if changes {
+			if err := s.apply(ctx, replan); err != nil {
+				return nil, err
+			}
+		}
+		res.Applied = changes
+	default:
+		return nil, err
+	}
+	if res.Outputs, err = s.outputs(ctx); err != nil {
+		return nil, err
+	}
+	s.log.Info("terraform apply done", "applied", res.Applied, "replanned", res.Replanned,
+		"adds", res.Summary.Adds, "changes", res.Summary.Changes, "destroys", res.Summary.Destroys)
+	return res, nil
+}
+
+// download fetches a saved plan into the working copy.
+func (s *session) download(ctx context.Context, key, dst string) error {
+	rc, err := s.a.Artifacts.Get(ctx, key)
+	if errors.Is(err, artifacts.ErrNotFound) || errors.Is(err, artifacts.ErrBadKey) {
+		return badInput("apply %s: saved plan %s: %v", s.name, key, err)
+	}
+	if err != nil {
+		return fmt.Errorf("fetch saved plan %s for %s: %w", key, s.name, err)
+	}
+	defer rc.Close()
+	f, err := os.Create(dst)
+	if err != nil {
+		return fmt.Errorf("fetch saved plan %s for %s: %w", key, s.name, err)
+	}
+	if _, err := f.ReadFrom(rc); err != nil {
+		f.Close()
+		return fmt.Errorf("fetch saved plan %s for %s: %w", key, s.name, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("fetch saved plan %s for %s: %w", key, s.name, err)
+	}
+	return nil
+}
+
+// upload stores the plan file under key.
+func (s *session) upload(ctx context.Context, key, src string) error {
+	f, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("upload plan of %s: %w", s.name, err)
+	}
+	defer f.Close()
+	if err := s.a.Artifacts.Put(ctx, key, f); err != nil {
+		return fmt.Errorf("upload plan of %s: %w", s.name, err)
+	}
+	return nil
 }

@@ -12,6 +12,8 @@ bin=$(cd "$bin" && pwd)
 
 TEMPORAL_CLI_VERSION=v1.5.1   # v1.6+ carries a replace directive: go install refuses it
 KWOK_VERSION=v0.8.0
+HELM_VERSION=v3.22.0          # the helm CLI, for `helm history` next to what Keelson did
+TERRAFORM_VERSION=v1.5.7      # only where no terraform is installed (the last MPL release)
 
 total_start=$(date +%s)
 
@@ -32,8 +34,18 @@ build temporal env GOBIN="$bin" go install "github.com/temporalio/cli/cmd/tempor
 build etcd bash -c "cd '$here/tools/etcd' && go build -o '$bin/etcd' ."
 build kwok env GOBIN="$bin" go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 build kwokctl env GOBIN="$bin" go install "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
-for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
+# kubectl too: kwokctl runs it to check a cluster (and would otherwise try
+# to download it), and people use it to look at the lab.
+for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
 	build "$cmd" bash -c "cd '$here/tools/k8s' && go build -o '$bin/$cmd' k8s.io/kubernetes/cmd/$cmd"
 done
+build helm env GOBIN="$bin" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+
+# Terraform is installed on these machines; build one only where it is not.
+if command -v terraform >/dev/null 2>&1; then
+	echo "lab: terraform found at $(command -v terraform)"
+else
+	build terraform env GOBIN="$bin" go install "github.com/hashicorp/terraform@$TERRAFORM_VERSION"
+fi
 
 echo "lab: all binaries in $bin ($(( $(date +%s) - total_start ))s)"

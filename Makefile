@@ -1,0 +1,76 @@
+# The commands people run. `make demo` is the front door; `make test` is what
+# CI runs (through .ci/run). The local stack's state lives in .cache/lab.
+
+SHELL := /usr/bin/env bash
+.DEFAULT_GOAL := build
+
+GO        ?= go
+LAB_DIR   := $(CURDIR)/.cache/lab
+LAB_BIN   := $(LAB_DIR)/bin
+LAB       := $(CURDIR)/infra/lab
+VERSION   ?= 1.0.0
+
+# Every package but the end-to-end tests, which need the running lab.
+UNIT_PKGS = $$($(GO) list ./... | grep -v '/integration')
+
+.PHONY: build lab-build up down status clean-lab demo test test-unit test-integration lint bench
+
+build: ## the CLI (bin/keelson) and the worker (bin/keelson-worker)
+	$(GO) build -o bin/keelson ./starter
+	$(GO) build -o bin/keelson-worker ./worker
+
+lab-build: ## the local stack's binaries, once, into .cache/lab/bin
+	$(LAB)/build.sh $(LAB_BIN)
+
+up: build ## start Temporal, the three region clusters and the worker
+	$(LAB)/up.sh
+
+down: ## stop the local stack; its state stays for the next `make up`
+	$(LAB)/down.sh
+
+status:
+	$(LAB)/status.sh
+
+clean-lab: down ## stop the local stack and delete its state (binaries stay)
+	find $(LAB_DIR) -mindepth 1 -maxdepth 1 ! -name bin -exec rm -rf {} +
+
+demo: ## release the demo application: make demo VERSION=1.0.1
+	infra/demo/demo.sh $(VERSION)
+
+# build, start the lab, run both test suites, and stop the lab whatever
+# happened; the exit status is the tests'.
+test:
+	@rc=0; \
+	$(MAKE) --no-print-directory build lab-build up || rc=$$?; \
+	if [ $$rc -eq 0 ]; then \
+		$(MAKE) --no-print-directory test-unit || rc=$$?; \
+		$(MAKE) --no-print-directory test-integration || rc=$$?; \
+	fi; \
+	$(MAKE) --no-print-directory down || true; \
+	exit $$rc
+
+test-unit:
+	$(GO) test $(UNIT_PKGS)
+
+# The integration tests find the lab through these variables: the running
+# Temporal server, the kubeconfig with one context per region, the lab's
+# binaries, its scripts (worker.sh kill9, temporal.sh stop|start) and ours.
+test-integration:
+	KEELSON_LAB=1 \
+	KEELSON_LAB_DIR=$(LAB_DIR) \
+	KEELSON_LAB_BIN=$(LAB_BIN) \
+	KEELSON_LAB_SCRIPTS=$(LAB) \
+	KEELSON_BIN=$(CURDIR)/bin \
+	KEELSON_KUBECONFIG=$(LAB_DIR)/kubeconfig \
+	KUBECONFIG=$(LAB_DIR)/kubeconfig \
+	TEMPORAL_ADDRESS=127.0.0.1:7233 \
+	TF_CLI_CONFIG_FILE=$(LAB_DIR)/terraformrc \
+	PATH=$(LAB_BIN):$(CURDIR)/bin:$$PATH \
+	$(GO) test -count=1 -timeout 40m ./integration/...
+
+lint:
+	$(GO) vet ./...
+	$(GO) run go.temporal.io/sdk/contrib/tools/workflowcheck ./workflows/...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(UNIT_PKGS)

@@ -1,0 +1,215 @@
+package helm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/storage/driver"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+)
+
+// configKey names one action.Configuration. Helm binds its release storage
+// (the Secrets driver) and its kube client to one namespace at Init, so a
+// kube context gets one Configuration per namespace it deploys to.
+type configKey struct {
+	kubeContext string
+	namespace   string
+}
+
+func (a *Activities) logger() *slog.Logger {
+	if a.Logger != nil {
+		return a.Logger
+	}
+	return slog.Default()
+}
+
+// config returns the cached action.Configuration for t, building it on
+// first use. Building does not touch the cluster: clients connect lazily.
+func (a *Activities) config(t Target) (*action.Configuration, error) {
+	key := configKey{kubeContext: t.KubeContext, namespace: t.Namespace}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if cfg, ok := a.configs[key]; ok {
+		return cfg, nil
+	}
+
+	flags := genericclioptions.NewConfigFlags(true)
+	kubeconfig, kubeContext, namespace := a.Kubeconfig, t.KubeContext, t.Namespace
+	flags.KubeConfig = &kubeconfig
+	if kubeContext != "" {
+		flags.Context = &kubeContext
+	}
+	flags.Namespace = &namespace
+
+	log := a.logger().With("kubeContext", t.KubeContext, "namespace", t.Namespace)
+	cfg := new(action.Configuration)
+	if err := cfg.Init(flags, namespace, "secrets", func(format string, v ...any) {
+		log.Debug(fmt.Sprintf(format, v...), "source", "helm")
+	}); err != nil {
+		return nil, fmt.Errorf("helm configuration for context %q namespace %q: %w", t.KubeContext, t.Namespace, err)
+	}
+	if a.configs == nil {
+		a.configs = map[configKey]*action.Configuration{}
+	}
+	a.configs[key] = cfg
+	return cfg, nil
+}
+
+// lockRelease serialises operations on one release inside this worker. A
+// retry can start while an earlier attempt of the same activity is still
+// running here (its heartbeat timed out but its goroutine did not stop);
+// without the lock the retry would take the earlier attempt's pending
+// revision for an abandoned one and recover it under its feet.
+func (a *Activities) lockRelease(ctx context.Context, t Target) (unlock func(), err error) {
+	key := t.KubeContext + "/" + t.Namespace + "/" + t.Release
+	a.mu.Lock()
+	if a.locks == nil {
+		a.locks = map[string]chan struct{}{}
+	}
+	l, ok := a.locks[key]
+	if !ok {
+		l = make(chan struct{}, 1)
+		a.locks[key] = l
+	}
+	a.mu.Unlock()
+
+	select {
+	case l <- struct{}{}:
+		return func() { <-l }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for another operation on %s: %w", key, ctx.Err())
+	}
+}
+
+// validateTarget rejects targets that no retry can fix.
+func validateTarget(t Target) error {
+	if t.Release == "" {
+		return badInput("target has no release name")
+	}
+	if err := chartutil.ValidateReleaseName(t.Release); err != nil {
+		return badInput(fmt.Sprintf("release name %q: %v", t.Release, err))
+	}
+	if t.Namespace == "" {
+		return badInput(fmt.Sprintf("release %s has no namespace", t.Release))
+	}
+	return nil
+}
+
+func badInput(msg string) error {
+	return temporal.NewNonRetryableApplicationError(msg, ErrBadInput, nil)
+}
+
+// classify wraps err with what was being done and marks the failures that
+// retrying cannot fix as non-retryable. API and network errors stay
+// retryable: the activity's retry policy bounds them.
+func classify(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	msg := fmt.Sprintf(format, args...)
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		// Already classified below us. Temporal reads only the outermost
+		// error: wrapping an application error with fmt.Errorf would make
+		// it a retryable wrapError, so it is rebuilt with the same type.
+		detail, cause := err.Error(), err
+		if err == error(appErr) {
+			// Its message, then its cause: printing appErr whole would say
+			// everything twice.
+			detail, cause = appErr.Message(), appErr.Unwrap()
+		}
+		msg = msg + ": " + detail
+		if appErr.NonRetryable() {
+			return temporal.NewNonRetryableApplicationError(msg, appErr.Type(), cause)
+		}
+		return temporal.NewApplicationErrorWithCause(msg, appErr.Type(), cause)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", msg, err)
+	}
+	var netErr net.Error
+	switch {
+	case errors.As(err, &netErr):
+		return fmt.Errorf("%s: %w", msg, err)
+	case apierrors.IsInvalid(err):
+		// The API server refused an object the chart rendered: the chart
+		// or its values are wrong, the same request will fail again.
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %v", msg, err), ErrInvalidValues, err)
+	case errors.Is(err, driver.ErrReleaseNotFound):
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %v", msg, err), ErrReleaseNotFound, err)
+	}
+	return fmt.Errorf("%s: %w", msg, err)
+}
+
+// ensureNamespace creates the release's namespace when it is missing, as
+// `helm install --create-namespace` would; upgrades need it too because a
+// region may be reset while its release history lives elsewhere.
+func ensureNamespace(ctx context.Context, cfg *action.Configuration, ns string) error {
+	cs, err := cfg.KubernetesClientSet()
+	if err != nil {
+		return err
+	}
+	if _, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); err == nil {
+		return nil
+	} else if !apierrors.IsNotFound(err) {
+		return err
+	}
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+// heartbeatInterval is how often long calls heartbeat; it must stay well
+// under the heartbeat timeout the workflows set.
+var heartbeatInterval = 3 * time.Second
+
+// heartbeat records a heartbeat now and every heartbeatInterval from a
+// goroutine until stop is called, so that calls blocked inside Helm or
+// client-go still prove the worker is alive. details, when set, says what
+// is being waited for.
+func heartbeat(ctx context.Context, details func() any) (stop func()) {
+	if !activity.IsActivity(ctx) {
+		return func() {}
+	}
+	done, exited := make(chan struct{}), make(chan struct{})
+	record := func() {
+		if details != nil {
+			activity.RecordHeartbeat(ctx, details())
+		} else {
+			activity.RecordHeartbeat(ctx)
+		}
+	}
+	record()
+	interval := heartbeatInterval
+	go func() {
+		defer close(exited)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				record()
+			}
+		}
+	}()
+	// Waiting for the goroutine means no heartbeat is recorded after the
+	// activity has returned.
+	return func() { close(done); <-exited }
+}

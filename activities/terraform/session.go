@@ -1,0 +1,417 @@
+package terraform
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/terraform-exec/tfexec"
+	tfjson "github.com/hashicorp/terraform-json"
+	"go.temporal.io/sdk/activity"
+)
+
+const (
+	// heartbeatEvery is well inside the workflows' 10 s heartbeat timeout,
+	// so that a dead worker's activity is retried within seconds while a
+	// live one is never mistaken for dead.
+	heartbeatEvery = 3 * time.Second
+	// lockTimeout is how long a run waits for the state lock held by
+	// another live Terraform (a dead one's lock goes with its process).
+	lockTimeout = "3m"
+	// interruptGrace is how long Terraform may take to stop after the
+	// interrupt sent on cancellation (it writes its state first) before it
+	// is killed.
+	interruptGrace = 30 * time.Second
+	// scratchDir, inside the working copy, holds plan files being uploaded
+	// or applied.
+	scratchDir = ".keelson"
+)
+
+// session is one activity's use of one region's working copy: it holds the
+// working copy's lock, a configured Terraform and the heartbeat.
+type session struct {
+	a    *Activities
+	st   Stack
+	name string // APP/REGION, for messages
+	dir  string
+	tf   *tfexec.Terraform
+	log  *slog.Logger
+
+	stdout, stderr *lineLog
+
+	mu    sync.Mutex
+	phase string
+
+	unlock        func()
+	stopHeartbeat func()
+}
+
+// open checks the stack, takes the region's working copy, refreshes its
+// configuration from the stack's source, and starts heartbeating.
+func (a *Activities) open(ctx context.Context, st Stack, op string) (_ *session, err error) {
+	if err := checkStack(st); err != nil {
+		return nil, err
+	}
+	src, err := filepath.Abs(st.Dir)
+	if err != nil {
+		return nil, badInput("%s %s/%s: stack dir %s: %v", op, st.Application, st.Region, st.Dir, err)
+	}
+	if fi, err := os.Stat(src); err != nil || !fi.IsDir() {
+		return nil, badInput("%s %s/%s: stack dir %s is not a readable folder", op, st.Application, st.Region, src)
+	}
+	if a.WorkDir == "" {
+		return nil, errors.New("terraform activities: WorkDir is not set")
+	}
+	if a.Artifacts == nil {
+		return nil, errors.New("terraform activities: no artifact store")
+	}
+	workDir, err := filepath.Abs(a.WorkDir)
+	if err != nil {
+		return nil, fmt.Errorf("terraform work dir: %w", err)
+	}
+	s := &session{
+		a:    a,
+		st:   st,
+		name: st.Application + "/" + st.Region,
+		dir:  filepath.Join(workDir, st.Application, st.Region),
+	}
+	logger := a.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s.log = logger.With("app", st.Application, "region", st.Region, "version", st.Version, "op", op)
+	s.stdout = &lineLog{log: s.log, level: slog.LevelInfo}
+	s.stderr = &lineLog{log: s.log, level: slog.LevelWarn}
+
+	s.setPhase("waiting for " + s.name)
+	s.stopHeartbeat = s.heartbeat(ctx)
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+
+	// Two activities of one worker must not rewrite or run the same working
+	// copy at once; across workers, Terraform's state lock serialises runs.
+	if s.unlock, err = lockDir(ctx, s.dir); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", op, s.name, err)
+	}
+	if err := os.MkdirAll(filepath.Join(s.dir, scratchDir), 0o755); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", op, s.name, err)
+	}
+	if pids := reapOrphans(s.dir); len(pids) > 0 {
+		s.log.Warn("killed processes left in the working copy by a Terraform that died", "pids", pids)
+	}
+	if err := syncStack(src, s.dir); err != nil {
+		return nil, fmt.Errorf("%s %s: copy stack %s: %w", op, s.name, src, err)
+	}
+
+	bin := a.Binary
+	if bin == "" {
+		if bin, err = exec.LookPath("terraform"); err != nil {
+			return nil, fmt.Errorf("%s %s: %w", op, s.name, err)
+		}
+	}
+	if s.tf, err = tfexec.NewTerraform(s.dir, bin); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", op, s.name, err)
+	}
+	env, err := a.env(workDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.tf.SetEnv(env); err != nil {
+		return nil, fmt.Errorf("terraform activities: Env: %w", err)
+	}
+	if err := s.tf.SetWaitDelay(interruptGrace); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *session) close() {
+	if s.unlock != nil {
+		// Terraform has exited by now; a provisioner it started may not
+		// have (an interrupted one leaves its children running).
+		if pids := reapOrphans(s.dir); len(pids) > 0 {
+			s.log.Info("killed processes left in the working copy by Terraform", "pids", pids)
+		}
+		s.unlock()
+	}
+	s.stopHeartbeat()
+}
+
+// env is the whole environment Terraform sees. The worker's own environment
+// stays out of it (it may hold credentials meant for Keelson only), except
+// PATH, which local-exec provisioners and credential helpers need.
+// terraform-exec adds TF_IN_AUTOMATION=1 itself and refuses it in SetEnv.
+func (a *Activities) env(workDir string) (map[string]string, error) {
+	env := map[string]string{
+		"PATH":               os.Getenv("PATH"),
+		"CHECKPOINT_DISABLE": "1", // no version check calls home from the workers
+	}
+	if _, ok := a.Env["TF_CLI_CONFIG_FILE"]; !ok {
+		// An empty CLI configuration of our own: without one Terraform
+		// warns about a missing ~/.terraformrc and would read whatever the
+		// worker's user has there.
+		cfg := filepath.Join(workDir, "terraform.rc")
+		f, err := os.OpenFile(cfg, os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("terraform CLI config: %w", err)
+		}
+		f.Close()
+		env["TF_CLI_CONFIG_FILE"] = cfg
+	}
+	maps.Copy(env, a.Env)
+	return env, nil
+}
+
+func (s *session) setPhase(p string) {
+	s.mu.Lock()
+	s.phase = p
+	s.mu.Unlock()
+}
+
+func (s *session) currentPhase() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.phase
+}
+
+// heartbeat records the current phase ("terraform apply", ...) as heartbeat
+// details every few seconds until stopped. Temporal delivers cancellation
+// through heartbeats, so this is also what lets a cancel reach Terraform.
+func (s *session) heartbeat(ctx context.Context) func() {
+	if !activity.IsActivity(ctx) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(heartbeatEvery)
+		defer t.Stop()
+		for {
+			activity.RecordHeartbeat(ctx, s.currentPhase())
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+// run runs one Terraform command. stdout is where the command's standard
+// output goes: the log for commands people read, a buffer or nothing for
+// JSON (plan JSON and outputs can hold secrets, which stay out of logs).
+func (s *session) run(ctx context.Context, command string, stdout io.Writer, fn func() error) error {
+	s.setPhase("terraform " + command)
+	if activity.IsActivity(ctx) {
+		activity.RecordHeartbeat(ctx, s.currentPhase())
+	}
+	s.tf.SetStdout(stdout)
+	s.tf.SetStderr(s.stderr)
+	start := time.Now()
+	// terraform-exec starts Terraform with Pdeathsig=SIGKILL, so that it
+	// dies with the worker instead of applying on, unseen, next to the
+	// retry. The kernel sends that signal when the thread that started the
+	// child exits, not the process: keep this goroutine on its thread so
+	// the Go runtime cannot retire that thread while Terraform runs.
+	runtime.LockOSThread()
+	err := fn()
+	runtime.UnlockOSThread()
+	s.stdout.flush()
+	s.stderr.flush()
+	s.log.Info("terraform command finished", "command", command, "duration", time.Since(start).Round(time.Millisecond), "ok", err == nil)
+	return err
+}
+
+func (s *session) scratch(name string) string { return filepath.Join(s.dir, scratchDir, name) }
+
+func (s *session) init(ctx context.Context) error {
+	err := s.run(ctx, "init", s.stdout, func() error {
+		// No backend block in the demo stacks: state is the working copy's
+		// terraform.tfstate. Built-in providers only, so init never needs a
+		// registry; a stack that does gets a clear error from init.
+		return s.tf.Init(ctx, tfexec.Upgrade(false))
+	})
+	if err != nil {
+		return s.fail(ctx, "init", err)
+	}
+	return nil
+}
+
+// validate catches configuration errors before plan, with Terraform's own
+// diagnostics, so that they are reported as such and not retried.
+func (s *session) validate(ctx context.Context) error {
+	var out *tfjson.ValidateOutput
+	err := s.run(ctx, "validate", io.Discard, func() (err error) {
+		out, err = s.tf.Validate(ctx)
+		return err
+	})
+	if err != nil {
+		return s.fail(ctx, "validate", err)
+	}
+	if out.Valid {
+		return nil
+	}
+	var problems []string
+	for _, d := range out.Diagnostics {
+		if d.Severity != tfjson.DiagnosticSeverityError {
+			continue
+		}
+		p := d.Summary
+		if d.Range != nil {
+			p = fmt.Sprintf("%s (%s:%d)", d.Summary, d.Range.Filename, d.Range.Start.Line)
+		}
+		if d.Detail != "" {
+			p += ": " + d.Detail
+		}
+		problems = append(problems, p)
+	}
+	return configError(fmt.Sprintf("validate %s: %s", s.name, strings.Join(problems, "; ")), nil)
+}
+
+// vars are the stack's variables with Keelson's own always set from the
+// stack, in a stable order.
+func (s *session) vars() []tfexec.PlanOption {
+	v := maps.Clone(s.st.Vars)
+	if v == nil {
+		v = map[string]string{}
+	}
+	v[VarApplication] = s.st.Application
+	v[VarRegion] = s.st.Region
+	v[VarVersion] = s.st.Version
+	var opts []tfexec.PlanOption
+	for _, k := range slices.Sorted(maps.Keys(v)) {
+		opts = append(opts, tfexec.Var(k+"="+v[k]))
+	}
+	return opts
+}
+
+// plan saves a plan to file and reports whether it changes anything.
+func (s *session) plan(ctx context.Context, file string) (bool, error) {
+	opts := append(s.vars(), tfexec.Out(file), tfexec.LockTimeout(lockTimeout))
+	var changes bool
+	err := s.run(ctx, "plan", s.stdout, func() (err error) {
+		changes, err = s.tf.Plan(ctx, opts...)
+		return err
+	})
+	if err != nil {
+		return false, s.fail(ctx, "plan", err)
+	}
+	return changes, nil
+}
+
+// show reads a saved plan as JSON: parsed, and as Terraform wrote it for
+// the artifact store.
+func (s *session) show(ctx context.Context, file string) (*tfjson.Plan, []byte, error) {
+	var raw bytes.Buffer
+	var plan *tfjson.Plan
+	err := s.run(ctx, "show", &raw, func() (err error) {
+		plan, err = s.tf.ShowPlanFile(ctx, file)
+		return err
+	})
+	if err != nil {
+		return nil, nil, s.fail(ctx, "show plan", err)
+	}
+	return plan, raw.Bytes(), nil
+}
+
+func (s *session) apply(ctx context.Context, file string) error {
+	err := s.run(ctx, "apply", s.stdout, func() error {
+		return s.tf.Apply(ctx, tfexec.DirOrPlan(file), tfexec.LockTimeout(lockTimeout))
+	})
+	if err != nil {
+		if isStale(err) && ctx.Err() == nil {
+			// Retryable, and recognised by the caller, which plans again.
+			return fmt.Errorf("terraform apply %s: saved plan is stale: %w", s.name, err)
+		}
+		return s.fail(ctx, "apply", err)
+	}
+	return nil
+}
+
+// outputs returns the stack's outputs decoded from JSON. Sensitive outputs
+// are left out: they would land in workflow history, and whatever needs a
+// secret should read it from where Terraform put it.
+func (s *session) outputs(ctx context.Context) (map[string]any, error) {
+	var meta map[string]tfexec.OutputMeta
+	err := s.run(ctx, "output", io.Discard, func() (err error) {
+		meta, err = s.tf.Output(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, s.fail(ctx, "output", err)
+	}
+	out := make(map[string]any, len(meta))
+	for name, m := range meta {
+		if m.Sensitive {
+			s.log.Info("sensitive output left out of the result", "output", name)
+			continue
+		}
+		var v any
+		if err := json.Unmarshal(m.Value, &v); err != nil {
+			return nil, fmt.Errorf("output %s of %s: %w", name, s.name, err)
+		}
+		out[name] = v
+	}
+	return out, nil
+}
+
+// lineLog writes Terraform's output to the log one line at a time, as it
+// comes, instead of collecting it whole.
+type lineLog struct {
+	log   *slog.Logger
+	level slog.Level
+	mu    sync.Mutex
+	buf   []byte
+}
+
+func (w *lineLog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.emit(w.buf[:i])
+		w.buf = w.buf[i+1:]
+	}
+	return len(p), nil
+}
+
+func (w *lineLog) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.emit(w.buf)
+	w.buf = nil
+}
+
+func (w *lineLog) emit(line []byte) {
+	if s := strings.TrimRight(string(line), "\r "); s != "" {
+		w.log.Log(context.Background(), w.level, "terraform: "+s)
+	}
+}

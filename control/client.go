@@ -1,0 +1,231 @@
+// Package control is how people's tools talk to releases: the keelson CLI
+// and the worker's Slack handler start releases, answer gates, pause, abort,
+// promote and roll back through it, and read status. It hides Temporal's
+// option structs and turns service errors into one line a person reads.
+package control
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/keelson-dev/keelson/release"
+	"github.com/keelson-dev/keelson/workflows"
+)
+
+// Client acts on releases. T is a connected Temporal client (see Dial).
+type Client struct {
+	T         client.Client
+	Namespace string
+	TaskQueue string
+	// UIBaseURL is the Temporal Web UI, for links: http://localhost:8233.
+	UIBaseURL string
+	// Address is the Temporal frontend, only for messages.
+	Address string
+}
+
+// StartResult tells which release run a start returned.
+type StartResult struct {
+	ReleaseID string
+	RunID     string
+	// Existing is true when the release was already running and this call
+	// returned it instead of starting another.
+	Existing bool
+	URL      string
+}
+
+// Start starts the release of spec at version, or returns the run already
+// going for the same application and version: a CI job that retries must not
+// deploy twice. A release that finished may be started again.
+func (c *Client) Start(ctx context.Context, spec *release.Spec, version, startedBy string) (StartResult, error) {
+	if spec == nil {
+		return StartResult{}, errors.New("start: no release spec")
+	}
+	id := workflows.ReleaseID(spec.Application, version)
+	o := op{name: "start", releaseID: id}
+
+	// Ask first which run, if any, is going: used only when the connection
+	// was not made by Dial and so cannot report whether Start started.
+	runningBefore := ""
+	if d, err := c.T.DescribeWorkflowExecution(ctx, id, ""); err == nil {
+		if d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			runningBefore = d.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+		}
+	} else if !isNotFound(err) {
+		return StartResult{}, c.translate(o, err)
+	}
+
+	opts := client.StartWorkflowOptions{
+		ID:                       id,
+		TaskQueue:                c.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			temporal.NewSearchAttributeKeyKeyword(workflows.SearchAttrApplication).ValueSet(spec.Application),
+			temporal.NewSearchAttributeKeyKeyword(workflows.SearchAttrVersion).ValueSet(version),
+			temporal.NewSearchAttributeKeyKeyword(workflows.SearchAttrPhase).ValueSet(string(workflows.PhasePending)),
+		),
+		StaticSummary: Summary(spec, version),
+	}
+	in := &workflows.ReleaseInput{Spec: *spec, Version: version, StartedBy: startedBy}
+
+	probe := &startProbe{}
+	run, err := c.T.ExecuteWorkflow(withStartProbe(ctx, probe), opts, workflows.Release, in)
+	if err != nil {
+		return StartResult{}, c.translate(o, err)
+	}
+	res := StartResult{ReleaseID: id, RunID: run.GetRunID(), URL: c.URL(id)}
+	if probe.seen {
+		res.Existing = !probe.started
+	} else {
+		res.Existing = runningBefore != "" && runningBefore == res.RunID
+	}
+	return res, nil
+}
+
+// Summary is the one line the Web UI shows for a release:
+// "demo 1.2.0: 3 regions in 2 waves".
+func Summary(spec *release.Spec, version string) string {
+	return fmt.Sprintf("%s %s: %s in %s", spec.Application, version,
+		plural(len(spec.Regions), "region"), plural(len(spec.Waves), "wave"))
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return fmt.Sprintf("1 %s", word)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// UpdateOption adjusts an Update sent by Answer or Control.
+type UpdateOption func(*client.UpdateWorkflowOptions)
+
+// WithIdempotencyKey makes repeated deliveries of the same request (Slack
+// retries a callback, a person double-clicks, a CI step reruns) one Update:
+// Temporal deduplicates Updates by ID within a run and returns the first
+// outcome to every repeat.
+func WithIdempotencyKey(key string) UpdateOption {
+	return func(o *client.UpdateWorkflowOptions) {
+		if key != "" {
+			o.UpdateID = UpdateID(o.UpdateName, key)
+		}
+	}
+}
+
+// UpdateID derives a stable Update ID from an update name and a caller's key.
+// The name is part of it so that approve and reject with one key stay apart.
+func UpdateID(name, key string) string {
+	sum := sha256.Sum256([]byte(name + "\x00" + key))
+	return name + "-" + hex.EncodeToString(sum[:12])
+}
+
+// Answer approves or rejects a gate. A refusal by the workflow (not an
+// approver, no such gate) comes back as an *Error of kind ErrRefused.
+func (c *Client) Answer(ctx context.Context, releaseID string, approve bool, a workflows.GateAnswer, opts ...UpdateOption) error {
+	name := workflows.UpdateReject
+	if approve {
+		name = workflows.UpdateApprove
+	}
+	return c.update(ctx, releaseID, name, a, opts)
+}
+
+// Control sends pause, resume, abort, promote or rollback.
+func (c *Client) Control(ctx context.Context, releaseID, name string, ctl workflows.Control, opts ...UpdateOption) error {
+	switch name {
+	case workflows.UpdatePause, workflows.UpdateResume, workflows.UpdateAbort, workflows.UpdatePromote, workflows.UpdateRollback:
+	default:
+		return &Error{Message: fmt.Sprintf("%s %s: unknown control (want pause, resume, abort, promote or rollback)", name, releaseID)}
+	}
+	return c.update(ctx, releaseID, name, ctl, opts)
+}
+
+func (c *Client) update(ctx context.Context, releaseID, name string, arg any, opts []UpdateOption) error {
+	uo := client.UpdateWorkflowOptions{
+		WorkflowID:   releaseID,
+		UpdateName:   name,
+		Args:         []any{arg},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	}
+	for _, f := range opts {
+		f(&uo)
+	}
+	o := op{name: name, releaseID: releaseID, update: true}
+	h, err := c.T.UpdateWorkflow(ctx, uo)
+	if err != nil {
+		return c.translate(o, err)
+	}
+	return c.translate(o, h.Get(ctx, nil))
+}
+
+// Status asks the release for its status (the status query). It works on
+// finished releases too, as long as a worker can replay them.
+func (c *Client) Status(ctx context.Context, releaseID string) (*workflows.Status, error) {
+	o := op{name: "status of", releaseID: releaseID}
+	v, err := c.T.QueryWorkflow(ctx, releaseID, "", workflows.QueryStatus)
+	if err != nil {
+		return nil, c.translate(o, err)
+	}
+	var st workflows.Status
+	if err := v.Get(&st); err != nil {
+		return nil, c.translate(o, fmt.Errorf("decode status: %w", err))
+	}
+	return &st, nil
+}
+
+// Result waits for the release to finish and returns its result. A release
+// that ended without a result (terminated, timed out, failed with an error)
+// gives an error saying how it ended.
+func (c *Client) Result(ctx context.Context, releaseID string) (*workflows.ReleaseResult, error) {
+	o := op{name: "result of", releaseID: releaseID}
+	var res workflows.ReleaseResult
+	if err := c.T.GetWorkflow(ctx, releaseID, "").Get(ctx, &res); err != nil {
+		var we *temporal.WorkflowExecutionError
+		if errors.As(err, &we) {
+			return nil, &Error{Message: oneLine(fmt.Sprintf("release %s ended without a result: %s", releaseID, causeOf(we))), Err: err}
+		}
+		return nil, c.translate(o, err)
+	}
+	return &res, nil
+}
+
+func causeOf(we *temporal.WorkflowExecutionError) string {
+	var (
+		term *temporal.TerminatedError
+		to   *temporal.TimeoutError
+		canc *temporal.CanceledError
+		app  *temporal.ApplicationError
+	)
+	switch {
+	case errors.As(we, &term):
+		return "terminated"
+	case errors.As(we, &to):
+		return "timed out"
+	case errors.As(we, &canc):
+		return "canceled"
+	case errors.As(we, &app):
+		return "failed: " + app.Message()
+	}
+	if u := errors.Unwrap(we); u != nil {
+		return u.Error()
+	}
+	return we.Error()
+}
+
+// URL is the release's page in the Temporal Web UI.
+func (c *Client) URL(releaseID string) string {
+	return strings.TrimRight(c.UIBaseURL, "/") + "/namespaces/" + url.PathEscape(c.Namespace) + "/workflows/" + url.PathEscape(releaseID)
+}
+
+func isNotFound(err error) bool {
+	var nf *serviceerror.NotFound
+	return errors.As(err, &nf)
+}

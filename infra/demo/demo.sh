@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Releases the demo application across the local lab's three regions, the
+# way a CI job and an approver would: start, approve the gate, watch to the
+# end, then show where to look. Usage: infra/demo/demo.sh [VERSION] (1.0.0).
+# A version ending in "-unready" shows an automatic rollback instead.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cd "$root"
+source infra/lab/lib.sh
+
+version=${1:-${VERSION:-1.0.0}}
+keelson=$root/bin/keelson
+gate=promote-to-rest
+approver=demo-approver   # one of the gate's approvers in infra/demo/release.yaml
+
+say() { printf '\n==> %s\n' "$*"; }
+
+say "Building Keelson and starting the local stack"
+make --no-print-directory build
+make --no-print-directory up
+
+say "Starting the release of demo $version (what CI runs after building an image)"
+echo "\$ bin/keelson release start -f infra/demo/release.yaml --version $version"
+out=$("$keelson" release start -f infra/demo/release.yaml --version "$version")
+echo "$out"
+id=$(echo "$out" | sed -n '1s/^release: *//p')
+if [ -z "$id" ]; then
+	echo "demo: could not read the release id from the first line of the output above" >&2
+	exit 1
+fi
+
+# phase ID: the release's phase from `keelson release status -o json`.
+phase() {
+	# The release's own phase is the first "phase" key; waves and regions follow.
+	"$keelson" release status "$id" -o json | grep -o '"phase": *"[^"]*"' | head -1 | sed 's/.*"\([^"]*\)"$/\1/'
+}
+
+# where_to_look: the places a person checks what the release did.
+where_to_look() {
+	say "Where to look"
+	echo "Temporal Web UI:  http://localhost:$TEMPORAL_UI_PORT/namespaces/default/workflows/$id"
+	for region in "${LAB_REGIONS[@]}"; do
+		echo
+		echo "\$ kubectl --kubeconfig .cache/lab/kubeconfig --context $region -n demo get deploy"
+		kubectl --kubeconfig "$LAB_KUBECONFIG" --context "$region" -n demo get deploy || true
+		echo "\$ helm --kubeconfig .cache/lab/kubeconfig --kube-context $region -n demo history demo"
+		helm --kubeconfig "$LAB_KUBECONFIG" --kube-context "$region" -n demo history demo || true
+	done
+	echo
+}
+
+say "Waiting for the canary wave to finish and the gate $gate to open"
+last=
+while :; do
+	p=$(phase || true)
+	if [ -n "$p" ] && [ "$p" != "$last" ]; then
+		echo "  phase: $p"
+		last=$p
+	fi
+	case $p in
+	awaiting-approval) break ;;
+	succeeded | failed | rolled-back | rejected | aborted)
+		echo "The release ended as $p before reaching the gate."
+		"$keelson" release status "$id" || true
+		where_to_look
+		exit 1 ;;
+	esac
+	sleep 2
+done
+
+say "The release waits at the gate $gate for one of its approvers"
+cat <<EOT
+A person approves from Slack (the Approve button on the release message),
+from the Temporal Web UI or CLI (the "approve" update), or with Keelson's CLI:
+    keelson approve $id --gate $gate --user <you>
+The demo approves it now as "$approver":
+\$ bin/keelson approve $id --gate $gate --user $approver --reason "demo: canary looks good"
+EOT
+"$keelson" approve "$id" --gate "$gate" --user "$approver" --reason "demo: canary looks good"
+
+say "Watching the release to the end"
+rc=0
+"$keelson" release watch "$id" || rc=$?
+
+where_to_look
+echo "The lab keeps running; stop it with: make down"
+exit $rc

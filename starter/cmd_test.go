@@ -1,0 +1,336 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/keelson-dev/keelson/control"
+	"github.com/keelson-dev/keelson/release"
+	"github.com/keelson-dev/keelson/workflows"
+)
+
+// fake is a release backend that records calls.
+type fake struct {
+	mu       sync.Mutex
+	dialed   globals
+	calls    []string
+	answer   workflows.GateAnswer
+	approve  bool
+	updateID string
+	control  workflows.Control
+	err      error
+
+	start    control.StartResult
+	statuses []*workflows.Status
+	polled   int
+	finished chan struct{}
+	result   *workflows.ReleaseResult
+}
+
+func (f *fake) record(s string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, s)
+}
+
+func (f *fake) Start(_ context.Context, spec *release.Spec, version, by string) (control.StartResult, error) {
+	f.record("start " + spec.Application + " " + version + " by " + by)
+	return f.start, f.err
+}
+
+func applyOpts(name string, opts []control.UpdateOption) string {
+	o := client.UpdateWorkflowOptions{UpdateName: name}
+	for _, fn := range opts {
+		fn(&o)
+	}
+	return o.UpdateID
+}
+
+func (f *fake) Answer(_ context.Context, id string, approve bool, a workflows.GateAnswer, opts ...control.UpdateOption) error {
+	f.record("answer " + id)
+	f.approve, f.answer = approve, a
+	f.updateID = applyOpts("approve", opts)
+	return f.err
+}
+
+func (f *fake) Control(_ context.Context, id, name string, c workflows.Control, opts ...control.UpdateOption) error {
+	f.record(name + " " + id)
+	f.control = c
+	f.updateID = applyOpts(name, opts)
+	return f.err
+}
+
+func (f *fake) Status(_ context.Context, id string) (*workflows.Status, error) {
+	f.record("status " + id)
+	if f.err != nil {
+		return nil, f.err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	i := min(f.polled, len(f.statuses)-1)
+	f.polled++
+	if i == len(f.statuses)-1 && f.finished != nil {
+		select {
+		case <-f.finished:
+		default:
+			close(f.finished)
+		}
+	}
+	return f.statuses[i], nil
+}
+
+func (f *fake) Result(ctx context.Context, id string) (*workflows.ReleaseResult, error) {
+	if f.finished != nil {
+		select {
+		case <-f.finished:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return f.result, f.err
+}
+
+func (f *fake) List(_ context.Context, q control.ListQuery) ([]control.ReleaseInfo, error) {
+	f.record("list " + q.Visibility())
+	return nil, f.err
+}
+
+func (f *fake) URL(id string) string { return "http://ui/namespaces/default/workflows/" + id }
+
+type runResult struct {
+	code           int
+	stdout, stderr string
+	dialed         bool
+}
+
+func runWith(t *testing.T, f *fake, env map[string]string, args ...string) runResult {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	a := newApp(&out, &errOut, func(k string) string { return env[k] })
+	a.loc = time.UTC
+	a.now = func() time.Time { return time.Date(2026, 11, 21, 10, 12, 0, 0, time.UTC) }
+	a.poll = time.Millisecond
+	dialed := false
+	a.connect = func(_ context.Context, g globals) (releases, func(), error) {
+		dialed = true
+		f.dialed = g
+		return f, func() {}, nil
+	}
+	a.loadSpec = func(path string) (*release.Spec, error) {
+		if strings.Contains(path, "bad") {
+			return nil, &release.Errors{List: []release.Error{
+				{File: path, Line: 3, Column: 5, Field: "regions[0].name", Message: "is empty"},
+				{File: path, Line: 9, Column: 3, Field: "waves[1].regions[0]", Message: `unknown region "mars"`},
+			}}
+		}
+		return &release.Spec{Application: "demo"}, nil
+	}
+	code := a.execute(args)
+	return runResult{code: code, stdout: out.String(), stderr: errOut.String(), dialed: dialed}
+}
+
+func TestBadFileStartsNothing(t *testing.T) {
+	f := &fake{}
+	r := runWith(t, f, nil, "release", "start", "-f", "bad.yaml", "--version", "bad version")
+	if r.code != exitUsage {
+		t.Errorf("exit %d, want %d", r.code, exitUsage)
+	}
+	if r.dialed || len(f.calls) > 0 {
+		t.Errorf("dialed=%v calls=%v: a bad file must start nothing", r.dialed, f.calls)
+	}
+	want := "keelson: bad.yaml:3:5: regions[0].name: is empty\n" +
+		"keelson: bad.yaml:9:3: waves[1].regions[0]: unknown region \"mars\"\n" +
+		"keelson: --version: version \"bad version\" contains spaces\n"
+	if r.stderr != want {
+		t.Errorf("stderr\n got: %q\nwant: %q", r.stderr, want)
+	}
+}
+
+func TestStartPrintsIDURLAndExisting(t *testing.T) {
+	f := &fake{start: control.StartResult{ReleaseID: "release-demo-1.2.0", RunID: "run-1", Existing: true, URL: "http://ui/x"}}
+	r := runWith(t, f, map[string]string{"USER": "carol"}, "release", "start", "-f", "release.yaml", "--version", "1.2.0")
+	if r.code != exitOK {
+		t.Fatalf("exit %d, stderr %s", r.code, r.stderr)
+	}
+	want := "release: release-demo-1.2.0\nurl: http://ui/x\nalready running: yes (run run-1; nothing new was started)\n"
+	if r.stdout != want {
+		t.Errorf("stdout\n got: %q\nwant: %q", r.stdout, want)
+	}
+	if got := f.calls[0]; got != "start demo 1.2.0 by carol" {
+		t.Errorf("call %q", got)
+	}
+}
+
+func TestGlobalFlagsEnvAndDefaults(t *testing.T) {
+	f := &fake{statuses: []*workflows.Status{{Phase: workflows.PhaseDeploying}}}
+	env := map[string]string{"TEMPORAL_ADDRESS": "temporal:7233", "KEELSON_USER": "dave", "USER": "root"}
+	r := runWith(t, f, env, "release", "status", "release-demo-1.0.0", "--namespace", "prod")
+	if r.code != exitOK {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	want := globals{address: "temporal:7233", namespace: "prod", taskQueue: workflows.TaskQueue, uiURL: "http://localhost:8233", user: "dave"}
+	if f.dialed != want {
+		t.Errorf("globals %+v, want %+v", f.dialed, want)
+	}
+	r = runWith(t, f, nil, "--address", "x:1", "release", "status", "release-demo-1.0.0")
+	if f.dialed.address != "x:1" || f.dialed.user != "cli" || f.dialed.namespace != "default" {
+		t.Errorf("globals %+v", f.dialed)
+	}
+}
+
+func TestAnswers(t *testing.T) {
+	f := &fake{}
+	r := runWith(t, f, nil, "approve", "release-demo-1.0.0", "--gate", "promote-to-rest", "--reason", "lgtm", "--user", "alice", "--idempotency-key", "k1")
+	if r.code != exitOK {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	want := workflows.GateAnswer{Gate: "promote-to-rest", User: "alice", Reason: "lgtm", Via: "cli"}
+	if !f.approve || f.answer.Gate != want.Gate || f.answer.User != want.User || f.answer.Reason != want.Reason || f.answer.Via != want.Via {
+		t.Errorf("answer approve=%v %+v", f.approve, f.answer)
+	}
+	if f.updateID != control.UpdateID("approve", "k1") {
+		t.Errorf("update id %q: the idempotency key was not applied", f.updateID)
+	}
+	if r.stdout != "approved gate promote-to-rest of release-demo-1.0.0 as alice\n" {
+		t.Errorf("stdout %q", r.stdout)
+	}
+
+	f = &fake{}
+	r = runWith(t, f, nil, "reject", "release-demo-1.0.0")
+	if r.code != exitUsage || r.dialed {
+		t.Errorf("reject without --reason: exit %d dialed %v", r.code, r.dialed)
+	}
+	r = runWith(t, f, nil, "reject", "release-demo-1.0.0", "--reason", "too risky")
+	if r.code != exitOK || f.approve || f.answer.Reason != "too risky" {
+		t.Errorf("reject: exit %d approve %v %+v", r.code, f.approve, f.answer)
+	}
+}
+
+func TestControls(t *testing.T) {
+	f := &fake{}
+	r := runWith(t, f, nil, "rollback", "release-demo-1.0.0", "--region", "eu-west-1", "--region", "us-east-1", "--reason", "errors up", "--user", "erin")
+	if r.code != exitOK {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if f.calls[0] != "rollback release-demo-1.0.0" || strings.Join(f.control.Regions, ",") != "eu-west-1,us-east-1" ||
+		f.control.Reason != "errors up" || f.control.User != "erin" {
+		t.Errorf("calls %v control %+v", f.calls, f.control)
+	}
+	for _, name := range []string{"pause", "resume", "abort", "promote"} {
+		f = &fake{}
+		if r := runWith(t, f, nil, name, "release-demo-1.0.0"); r.code != exitOK || f.calls[0] != name+" release-demo-1.0.0" {
+			t.Errorf("%s: exit %d calls %v", name, r.code, f.calls)
+		}
+	}
+	// Regions only mean something to promote and rollback.
+	if r := runWith(t, &fake{}, nil, "pause", "release-demo-1.0.0", "--region", "x"); r.code != exitUsage {
+		t.Errorf("pause --region: exit %d, want %d", r.code, exitUsage)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	cases := [][]string{
+		{"frobnicate"},
+		{"approve"},
+		{"approve", "a", "b"},
+		{"release", "start", "--version", "1.0.0"},
+		{"release", "status", "x", "-o", "yaml"},
+		{"release", "list", "--limit", "many"},
+	}
+	for _, args := range cases {
+		r := runWith(t, &fake{}, nil, args...)
+		if r.code != exitUsage {
+			t.Errorf("%v: exit %d, want %d (stderr %q)", args, r.code, exitUsage, r.stderr)
+		}
+		if strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, "keelson: ") {
+			t.Errorf("%v: stderr is not one keelson: line: %q", args, r.stderr)
+		}
+	}
+}
+
+func TestFailuresAreOneLineExit1(t *testing.T) {
+	refused := &control.Error{Kind: control.ErrRefused, Message: "approve release-demo-1.0.0 refused: user bob is not an approver of gate promote-to-rest (approvers: alice)"}
+	r := runWith(t, &fake{err: refused}, nil, "approve", "release-demo-1.0.0", "--user", "bob")
+	if r.code != exitFailure || r.stderr != "keelson: "+refused.Message+"\n" {
+		t.Errorf("exit %d stderr %q", r.code, r.stderr)
+	}
+	notFound := &control.Error{Kind: control.ErrNotFound, Message: "release release-demo-1.0.0 not found"}
+	r = runWith(t, &fake{err: notFound}, nil, "release", "status", "release-demo-1.0.0")
+	if r.code != exitFailure || r.stderr != "keelson: release release-demo-1.0.0 not found\n" {
+		t.Errorf("exit %d stderr %q", r.code, r.stderr)
+	}
+	r = runWith(t, &fake{err: errors.New("line one\nline two")}, nil, "abort", "release-demo-1.0.0")
+	if r.code != exitFailure || r.stderr != "keelson: line one; line two\n" {
+		t.Errorf("exit %d stderr %q", r.code, r.stderr)
+	}
+}
+
+func TestStatusJSON(t *testing.T) {
+	st := sampleStatus()
+	r := runWith(t, &fake{statuses: []*workflows.Status{st}}, nil, "release", "status", "release-demo-1.2.0", "-o", "json")
+	if r.code != exitOK {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	var got workflows.Status
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, r.stdout)
+	}
+	if got.Gate == nil || got.Gate.Name != "promote-to-rest" || len(got.Waves) != 2 || got.Waves[0].Regions[0].Revision != 4 {
+		t.Errorf("decoded %+v", got)
+	}
+}
+
+func TestWaitExitCodeByPhase(t *testing.T) {
+	for _, tc := range []struct {
+		phase workflows.Phase
+		code  int
+	}{
+		{workflows.PhaseSucceeded, exitOK},
+		{workflows.PhaseFailed, exitFailure},
+		{workflows.PhaseRolledBack, exitFailure},
+		{workflows.PhaseRejected, exitFailure},
+		{workflows.PhaseAborted, exitFailure},
+	} {
+		t.Run(string(tc.phase), func(t *testing.T) {
+			if got := exitCodeFor(tc.phase); got != tc.code {
+				t.Errorf("exitCodeFor = %d, want %d", got, tc.code)
+			}
+			res := sampleResult()
+			res.Phase = tc.phase
+			f := &fake{
+				start:    control.StartResult{ReleaseID: "release-demo-1.2.0", RunID: "r1", URL: "u"},
+				statuses: []*workflows.Status{{Phase: workflows.PhasePlanning}, {Phase: tc.phase}},
+				finished: make(chan struct{}),
+				result:   res,
+			}
+			r := runWith(t, f, nil, "release", "start", "-f", "release.yaml", "--version", "1.2.0", "--wait")
+			if r.code != tc.code {
+				t.Errorf("exit %d, want %d; stderr %q", r.code, tc.code, r.stderr)
+			}
+			if !strings.Contains(r.stdout, "result    "+string(tc.phase)+" in 4m12s") {
+				t.Errorf("no result line in:\n%s", r.stdout)
+			}
+			if tc.code != exitOK && !strings.Contains(r.stderr, "keelson: release release-demo-1.2.0 "+string(tc.phase)) {
+				t.Errorf("stderr %q", r.stderr)
+			}
+			if strings.Contains(r.stdout, "\x1b[") {
+				t.Errorf("ANSI escapes in non-terminal output")
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	r := runWith(t, &fake{}, nil, "version")
+	if r.code != exitOK || !strings.HasPrefix(r.stdout, "keelson dev (go") {
+		t.Errorf("exit %d stdout %q", r.code, r.stdout)
+	}
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keelson-dev/keelson/control"
+	"github.com/keelson-dev/keelson/workflows"
+)
+
+// version is set at build time: -ldflags "-X main.version=1.0.0".
+var version = "dev"
+
+func (a *app) answerCmd(approve bool) *cobra.Command {
+	name, short := workflows.UpdateReject, "Reject a release's open gate (ends the release)"
+	if approve {
+		name, short = workflows.UpdateApprove, "Approve a release's open gate"
+	}
+	var gate, reason, key string
+	cmd := &cobra.Command{
+		Use:   name + " RELEASE_ID [--gate G] [--reason R]",
+		Short: short,
+		Args:  exactID,
+	}
+	cmd.Flags().StringVar(&gate, "gate", "", "gate to answer; the gate open now when empty")
+	if approve {
+		cmd.Flags().StringVar(&reason, "reason", "", "why, recorded with the approval")
+	} else {
+		cmd.Flags().StringVar(&reason, "reason", "", "why (required), recorded with the rejection")
+	}
+	cmd.Flags().StringVar(&key, "idempotency-key", "", "the same key makes a repeated command one answer")
+	cmd.RunE = a.runE(func(cmd *cobra.Command, args []string) error {
+		if !approve && reason == "" {
+			return usageError("reject needs --reason: it is recorded in the release's history")
+		}
+		r, closeFn, err := a.dial(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer closeFn()
+		ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
+		defer cancel()
+		ans := workflows.GateAnswer{Gate: gate, User: a.g.user, Reason: reason, Via: "cli"}
+		if err := r.Answer(ctx, args[0], approve, ans, control.WithIdempotencyKey(key)); err != nil {
+			return err
+		}
+		what := "the open gate"
+		if gate != "" {
+			what = "gate " + gate
+		}
+		verb := "rejected"
+		if approve {
+			verb = "approved"
+		}
+		fmt.Fprintf(a.out, "%s %s of %s as %s\n", verb, what, args[0], a.g.user)
+		return nil
+	})
+	return cmd
+}
+
+var controlShort = map[string]string{
+	workflows.UpdatePause:    "Pause a release before its next step",
+	workflows.UpdateResume:   "Resume a paused release",
+	workflows.UpdateAbort:    "Abort a release (regions are rolled back as its policy says)",
+	workflows.UpdatePromote:  "Promote now: skip the rest of the canary or bake",
+	workflows.UpdateRollback: "Roll back the release, or some of its regions",
+}
+
+var controlDone = map[string]string{
+	workflows.UpdatePause:    "paused",
+	workflows.UpdateResume:   "resumed",
+	workflows.UpdateAbort:    "aborted",
+	workflows.UpdatePromote:  "promoted",
+	workflows.UpdateRollback: "rollback requested for",
+}
+
+func (a *app) controlCmd(name string) *cobra.Command {
+	var ctl workflows.Control
+	var key string
+	regional := name == workflows.UpdatePromote || name == workflows.UpdateRollback
+	use := name + " RELEASE_ID [--reason R]"
+	if regional {
+		use += " [--region R ...]"
+	}
+	cmd := &cobra.Command{Use: use, Short: controlShort[name], Args: exactID}
+	cmd.Flags().StringVar(&ctl.Reason, "reason", "", "why, recorded in the release's history")
+	if regional {
+		cmd.Flags().StringSliceVar(&ctl.Regions, "region", nil, "only these regions (repeat or comma-separate); all when absent")
+	}
+	cmd.Flags().StringVar(&key, "idempotency-key", "", "the same key makes a repeated command one request")
+	cmd.RunE = a.runE(func(cmd *cobra.Command, args []string) error {
+		r, closeFn, err := a.dial(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer closeFn()
+		ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
+		defer cancel()
+		ctl.User = a.g.user
+		if err := r.Control(ctx, args[0], name, ctl, control.WithIdempotencyKey(key)); err != nil {
+			return err
+		}
+		fmt.Fprintf(a.out, "%s %s", controlDone[name], args[0])
+		if len(ctl.Regions) > 0 {
+			fmt.Fprintf(a.out, " (regions %s)", joinComma(ctl.Regions))
+		}
+		fmt.Fprintln(a.out)
+		return nil
+	})
+	return cmd
+}
+
+func (a *app) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print keelson's version",
+		Args:  cobra.NoArgs,
+		RunE: a.runE(func(cmd *cobra.Command, _ []string) error {
+			sdk := "unknown"
+			if bi, ok := debug.ReadBuildInfo(); ok {
+				for _, d := range bi.Deps {
+					if d.Path == "go.temporal.io/sdk" {
+						sdk = d.Version
+					}
+				}
+			}
+			fmt.Fprintf(a.out, "keelson %s (%s, Temporal Go SDK %s)\n", version, runtime.Version(), sdk)
+			return nil
+		}),
+	}
+}

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/keelson-dev/keelson/workflows"
+)
+
+// config is the worker's configuration. Every field has a flag; most have
+// an environment variable; the defaults run against a local dev server.
+type config struct {
+	TemporalAddress string
+	Namespace       string
+	TaskQueue       string
+	// DialTimeout is how long to keep trying to reach Temporal at start.
+	DialTimeout time.Duration
+	// UIURL is the Web UI, for links in Slack messages.
+	UIURL string
+
+	Artifacts  string
+	WorkDir    string
+	Kubeconfig string
+	// Terraform is the terraform binary; empty when not found (releases
+	// without a stack still run).
+	Terraform string
+
+	// HTTPAddr serves /healthz, /readyz and Slack callbacks; empty disables.
+	HTTPAddr  string
+	SlackPath string
+
+	LogLevel  slog.Level
+	LogFormat string
+}
+
+// option is one setting: its flag, its environment variable and its default.
+type option struct {
+	flag, env, def, usage string
+	dst                   *string
+}
+
+// parseConfig reads flags over environment over defaults. An error names
+// the flag (and the variable when the bad value came from it).
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	home := getenv("HOME")
+	if home == "" {
+		home, _ = os.UserHomeDir()
+	}
+	dataHome := getenv("XDG_DATA_HOME")
+	if dataHome == "" {
+		dataHome = filepath.Join(home, ".local", "share")
+	}
+	var dialTimeout, logLevel, terraform string
+	opts := []option{
+		{"temporal-address", "TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port", &c.TemporalAddress},
+		{"namespace", "TEMPORAL_NAMESPACE", "default", "Temporal namespace", &c.Namespace},
+		{"task-queue", "KEELSON_TASK_QUEUE", workflows.TaskQueue, "task queue to poll", &c.TaskQueue},
+		{"dial-timeout", "KEELSON_DIAL_TIMEOUT", "1m", "how long to keep trying to reach Temporal at start", &dialTimeout},
+		{"ui-url", "KEELSON_UI_URL", "http://localhost:8233", "Temporal Web UI base URL, for links in notifications", &c.UIURL},
+		{"artifacts", "KEELSON_ARTIFACTS", filepath.Join(dataHome, "keelson", "artifacts"), "folder of the local artifact store (plans, logs)", &c.Artifacts},
+		{"work-dir", "KEELSON_WORK_DIR", filepath.Join(dataHome, "keelson", "work"), "folder of Terraform working copies and local state", &c.WorkDir},
+		{"kubeconfig", "KUBECONFIG", filepath.Join(home, ".kube", "config"), "kubeconfig with one context per region", &c.Kubeconfig},
+		{"terraform", "KEELSON_TERRAFORM", "", "terraform binary (default: terraform on PATH)", &terraform},
+		{"http-addr", "KEELSON_HTTP_ADDR", "127.0.0.1:8095", "address of /healthz, /readyz and Slack callbacks; empty disables", &c.HTTPAddr},
+		{"slack-path", "KEELSON_SLACK_PATH", "/slack/interactions", "HTTP path of Slack interaction callbacks (when a signing secret is set)", &c.SlackPath},
+		{"log-level", "KEELSON_LOG_LEVEL", "info", "debug, info, warn or error", &logLevel},
+		{"log-format", "KEELSON_LOG_FORMAT", "text", "text or json", &c.LogFormat},
+	}
+	fs := flag.NewFlagSet("keelson-worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fromEnv := map[string]string{} // flag -> env var that set its value
+	for _, o := range opts {
+		def := o.def
+		if v := getenv(o.env); v != "" {
+			def = v
+			fromEnv[o.flag] = o.env
+		}
+		fs.StringVar(o.dst, o.flag, def, o.usage+" (env "+o.env+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected argument %q: keelson-worker takes only flags", fs.Arg(0))
+	}
+	fs.Visit(func(f *flag.Flag) { delete(fromEnv, f.Name) })
+	bad := func(name, format string, args ...any) error {
+		where := "--" + name
+		if env, ok := fromEnv[name]; ok {
+			where += " (from " + env + ")"
+		}
+		return fmt.Errorf("%s: %s", where, fmt.Sprintf(format, args...))
+	}
+
+	var err error
+	if c.DialTimeout, err = time.ParseDuration(dialTimeout); err != nil || c.DialTimeout < 0 {
+		return config{}, bad("dial-timeout", "%q is not a duration like 30s or 2m", dialTimeout)
+	}
+	if c.LogLevel, err = parseLevel(logLevel); err != nil {
+		return config{}, bad("log-level", "%q: want debug, info, warn or error", logLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return config{}, bad("log-format", "%q: want text or json", c.LogFormat)
+	}
+	if c.HTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+			return config{}, bad("http-addr", "%q is not host:port", c.HTTPAddr)
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.TemporalAddress); err != nil {
+		return config{}, bad("temporal-address", "%q is not host:port", c.TemporalAddress)
+	}
+	if !strings.HasPrefix(c.SlackPath, "/") {
+		return config{}, bad("slack-path", "%q must start with /", c.SlackPath)
+	}
+	for name, v := range map[string]string{"namespace": c.Namespace, "task-queue": c.TaskQueue, "artifacts": c.Artifacts, "work-dir": c.WorkDir} {
+		if v == "" {
+			return config{}, bad(name, "is empty")
+		}
+	}
+	if terraform != "" {
+		// An explicit binary that is not there is a mistake to report now,
+		// not at the first plan.
+		if c.Terraform, err = exec.LookPath(terraform); err != nil {
+			return config{}, bad("terraform", "%v", err)
+		}
+	} else if p, err := exec.LookPath("terraform"); err == nil {
+		c.Terraform = p
+	}
+	return c, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, errors.New("bad level")
+	}
+	return l, nil
+}
+
+// newLogger builds the process's logger.
+func newLogger(c config, w io.Writer) *slog.Logger {
+	o := &slog.HandlerOptions{Level: c.LogLevel}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, o))
+	}
+	return slog.New(slog.NewTextHandler(w, o))
+}
+
+// terraformEnv is what the worker passes on to Terraform from its own
+// environment: its CLI configuration, plugin cache, AWS credentials and
+// endpoints (moto locally), and TF_VAR_ variables. The terraform activities
+// add PATH themselves; everything else stays out.
+func terraformEnv(environ []string) map[string]string {
+	env := map[string]string{}
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		switch {
+		case k == "TF_CLI_CONFIG_FILE", k == "TF_PLUGIN_CACHE_DIR",
+			strings.HasPrefix(k, "AWS_"), strings.HasPrefix(k, "TF_VAR_"):
+			env[k] = v
+		}
+	}
+	return env
+}

@@ -1,0 +1,191 @@
+// Command keelson-worker runs Keelson's workflows and activities: it dials
+// Temporal (waiting for it if needed), registers the release workflows and
+// the Terraform, Helm, health and Slack activities, serves /healthz,
+// /readyz and Slack callbacks, and stops gracefully on SIGTERM or SIGINT.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/keelson-dev/keelson/activities/artifacts"
+	"github.com/keelson-dev/keelson/activities/health"
+	"github.com/keelson-dev/keelson/activities/helm"
+	"github.com/keelson-dev/keelson/activities/slack"
+	"github.com/keelson-dev/keelson/activities/terraform"
+	"github.com/keelson-dev/keelson/control"
+	"github.com/keelson-dev/keelson/worker/slackhook"
+	"github.com/keelson-dev/keelson/workflows"
+)
+
+// stopTimeout is how long running activity attempts get to finish on stop;
+// longer ones are cancelled and retried by another worker (they heartbeat).
+const stopTimeout = 10 * time.Second
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Environ(), os.Stderr))
+}
+
+func run(args []string, getenv func(string) string, environ []string, stderr io.Writer) int {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "keelson-worker: %v\n", err)
+		return 2
+	}
+	slackCfg, err := slackhook.ConfigFromEnv()
+	if err != nil {
+		fmt.Fprintf(stderr, "keelson-worker: %v\n", err)
+		return 2
+	}
+	log := newLogger(cfg, stderr)
+	slog.SetDefault(log)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := runWorker(ctx, cfg, slackCfg, environ, log); err != nil {
+		log.Error("worker failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, environ []string, log *slog.Logger) error {
+	log.Info("keelson-worker starting",
+		"temporal", cfg.TemporalAddress, "namespace", cfg.Namespace, "task_queue", cfg.TaskQueue,
+		"artifacts", cfg.Artifacts, "work_dir", cfg.WorkDir, "kubeconfig", cfg.Kubeconfig,
+		"terraform", cfg.Terraform, "http", cfg.HTTPAddr, "ui", cfg.UIURL)
+	log.Info(slackCfg.String())
+	if cfg.Terraform == "" {
+		log.Warn("terraform not found on PATH: releases with a terraform stack will fail until --terraform is set")
+	}
+
+	// The probes listen before dialing, so an orchestrator sees a live
+	// process that is not ready yet while Temporal comes up.
+	probes := newProbes()
+	var srv *http.Server
+	if cfg.HTTPAddr != "" {
+		var err error
+		if srv, err = serve(cfg.HTTPAddr, probes.mux, log); err != nil {
+			return fmt.Errorf("--http-addr %s: %w (another worker on this machine? set --http-addr or KEELSON_HTTP_ADDR; empty disables the server)", cfg.HTTPAddr, err)
+		}
+		defer shutdownHTTP(srv, log)
+	}
+
+	tc, err := control.Dial(ctx, control.DialOptions{
+		Address: cfg.TemporalAddress, Namespace: cfg.Namespace, Logger: log, Wait: cfg.DialTimeout,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("stopped before Temporal was reachable")
+			return nil
+		}
+		return err
+	}
+	defer tc.Close()
+	check := func(ctx context.Context) error {
+		_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
+		return err
+	}
+	probes.check.Store(&check)
+
+	store, err := artifacts.NewLocal(cfg.Artifacts)
+	if err != nil {
+		return fmt.Errorf("--artifacts: %w", err)
+	}
+	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
+		return fmt.Errorf("--work-dir: %w", err)
+	}
+
+	w := worker.New(tc, cfg.TaskQueue, worker.Options{WorkerStopTimeout: stopTimeout})
+	w.RegisterWorkflow(workflows.Release)
+	w.RegisterWorkflow(workflows.RegionRollout)
+	w.RegisterActivity(&terraform.Activities{
+		Binary:    cfg.Terraform,
+		WorkDir:   cfg.WorkDir,
+		Artifacts: store,
+		Env:       terraformEnv(environ),
+		Logger:    log.With("activities", "terraform"),
+	})
+	w.RegisterActivity(&helm.Activities{Kubeconfig: cfg.Kubeconfig, Logger: log.With("activities", "helm")})
+	w.RegisterActivity(&health.Activities{})
+
+	if slackCfg.Enabled() {
+		ctl := &control.Client{T: tc, Namespace: cfg.Namespace, TaskQueue: cfg.TaskQueue, UIBaseURL: cfg.UIURL, Address: cfg.TemporalAddress}
+		hook, err := mountSlack(ctx, cfg, slackCfg, ctl, w, probes.mux, srv != nil, log)
+		if err != nil {
+			return err
+		}
+		// Answers already accepted finish before the process exits.
+		defer hook.Wait()
+	}
+
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker on task queue %s: %w", cfg.TaskQueue, err)
+	}
+	probes.ready.Store(true)
+	log.Info("keelson-worker ready", "task_queue", cfg.TaskQueue)
+
+	<-ctx.Done()
+	log.Info("stopping: signal received", "grace", stopTimeout)
+	probes.ready.Store(false)
+	w.Stop()
+	log.Info("worker stopped")
+	return nil
+}
+
+// mountSlack registers the Slack activities and connects Slack's
+// interactions to the release client: on the HTTP server at --slack-path
+// when a signing secret is set, over Socket Mode when an app token is.
+func mountSlack(ctx context.Context, cfg config, sc slackhook.Config, ctl *control.Client, w worker.Worker,
+	mux *http.ServeMux, serving bool, log *slog.Logger) (*slackhook.Handler, error) {
+	api := sc.Client()
+	w.RegisterActivity(&slack.Activities{
+		API:       api,
+		UIBaseURL: strings.TrimRight(cfg.UIURL, "/") + "/namespaces/" + url.PathEscape(cfg.Namespace),
+		Logger:    log.With("activities", "slack"),
+	})
+	hook, err := slackhook.New(slackhook.Options{API: api, SigningSecret: sc.SigningSecret, Releases: ctl, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if sc.HTTPEnabled() {
+		if !serving {
+			return nil, fmt.Errorf("--http-addr is empty, but %s is set: Slack callbacks need the HTTP server", slackhook.EnvSigningSecret)
+		}
+		mux.Handle(cfg.SlackPath, hook)
+		log.Info("slack callbacks mounted", "path", cfg.SlackPath)
+	}
+	if sc.SocketModeEnabled() {
+		go func() {
+			if err := hook.RunSocketMode(ctx); err != nil {
+				log.Error("slack socket mode stopped", "err", err)
+			}
+		}()
+	}
+	return hook, nil
+}
+
+func shutdownHTTP(srv *http.Server, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+}
