@@ -2,14 +2,415 @@ package workflows
 
 import (
 	"errors"
+	"fmt"
+	"strings"
+	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/keelson-dev/keelson/activities/health"
+	"github.com/keelson-dev/keelson/activities/helm"
+	"github.com/keelson-dev/keelson/activities/terraform"
+	"github.com/keelson-dev/keelson/release"
 )
 
-// RegionInput is the input of one region's rollout.
-type RegionInput struct{}
+// Signals the Release workflow sends to its RegionRollout children, and the
+// one a child sends back to report progress. Children take controls as
+// signals because the parent has already validated them as Updates.
+const (
+	SignalRegionPause    = "region-pause"
+	SignalRegionResume   = "region-resume"
+	SignalRegionPromote  = "region-promote"
+	SignalRegionAbort    = "region-abort"
+	SignalRegionProgress = "region-progress"
+)
 
-// RegionRollout changes one region: apply, upgrade, readiness, health, bake.
+// Region steps, as shown in status and the details table.
+const (
+	StepPending   = "pending"
+	StepPlan      = "terraform plan"
+	StepApply     = "terraform apply"
+	StepUpgrade   = "helm upgrade"
+	StepReadiness = "readiness"
+	StepHealth    = "health checks"
+	StepBake      = "bake"
+	StepDone      = "done"
+	StepRollback  = "rollback"
+)
+
+// RegionInput is everything one region's rollout needs; the parent builds it
+// from the release file so the child never reads files.
+type RegionInput struct {
+	ReleaseID   string         `json:"releaseId"`
+	Application string         `json:"application"`
+	Version     string         `json:"version"`
+	Wave        string         `json:"wave"`
+	Region      release.Region `json:"region"`
+	Chart       release.Chart  `json:"chart"`
+	Values      release.Values `json:"values,omitempty"`
+	// Stack and PlanKey are set when the release has a Terraform stack:
+	// the child applies the plan the parent made (and showed at the gate).
+	Stack        *terraform.Stack      `json:"stack,omitempty"`
+	PlanKey      string                `json:"planKey,omitempty"`
+	OutputsValue string                `json:"outputsValue,omitempty"`
+	Health       []release.HealthCheck `json:"health,omitempty"`
+	Readiness    time.Duration         `json:"readiness"`
+	Bake         time.Duration         `json:"bake"`
+}
+
+// RegionRollout changes one region: Terraform apply, Helm upgrade with the
+// Terraform outputs as values, readiness, health checks, bake. It does not
+// roll back: the Release workflow decides that for all regions at once, from
+// the revisions this workflow reports.
 func RegionRollout(ctx workflow.Context, in *RegionInput) (*RegionResult, error) {
-	return nil, errors.New("not implemented")
+	r := &regionImpl{in: in}
+	if err := r.setup(ctx); err != nil {
+		return nil, err
+	}
+	return r.run(ctx)
+}
+
+type regionImpl struct {
+	in      *RegionInput
+	status  RegionStatus
+	result  RegionResult
+	outputs map[string]any
+
+	paused   bool
+	aborted  bool
+	promoted bool
+	// cancelWait cancels the activity or timer the region is waiting on
+	// (readiness, health, bake) when the release is aborted or promoted.
+	cancelWait workflow.CancelFunc
+}
+
+func (r *regionImpl) setup(ctx workflow.Context) error {
+	r.status = RegionStatus{Region: r.in.Region.Name, Phase: PhasePending, Step: StepPending}
+	r.result = RegionResult{Region: r.in.Region.Name, Wave: r.in.Wave, Phase: PhasePending}
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (RegionStatus, error) {
+		return r.status, nil
+	}); err != nil {
+		return fmt.Errorf("set status query: %w", err)
+	}
+	listen := func(name string, fn func()) {
+		ch := workflow.GetSignalChannel(ctx, name)
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			for {
+				var c Control
+				if !ch.Receive(ctx, &c) {
+					return
+				}
+				fn()
+			}
+		})
+	}
+	listen(SignalRegionPause, func() { r.paused = true })
+	listen(SignalRegionResume, func() { r.paused = false })
+	listen(SignalRegionPromote, func() {
+		r.promoted = true
+		if r.status.Step == StepBake && r.cancelWait != nil {
+			r.cancelWait()
+		}
+	})
+	listen(SignalRegionAbort, func() {
+		r.aborted = true
+		if r.cancelWait != nil {
+			r.cancelWait()
+		}
+	})
+	return nil
+}
+
+func (r *regionImpl) run(ctx workflow.Context) (*RegionResult, error) {
+	log := workflow.GetLogger(ctx)
+	r.result.Started = workflow.Now(ctx)
+	r.status.Started = r.result.Started
+	r.status.Phase = PhaseDeploying
+
+	steps := []struct {
+		name string
+		fn   func(workflow.Context) error
+	}{
+		{StepApply, r.apply},
+		{StepUpgrade, r.upgrade},
+		{StepReadiness, r.readiness},
+		{StepHealth, r.health},
+		{StepBake, r.bake},
+	}
+	for _, s := range steps {
+		if err := r.checkpoint(ctx, s.name); err != nil {
+			return r.finish(ctx, PhaseAborted, err), nil
+		}
+		if err := s.fn(ctx); err != nil {
+			if r.aborted {
+				return r.finish(ctx, PhaseAborted, errAborted), nil
+			}
+			log.Error("Region step failed", "region", r.in.Region.Name, "step", s.name, "error", err)
+			return r.finish(ctx, PhaseFailed, fmt.Errorf("%s: %w", s.name, rootCause(err))), nil
+		}
+	}
+	r.status.Step = StepDone
+	return r.finish(ctx, PhaseSucceeded, nil), nil
+}
+
+var errAborted = errors.New("aborted")
+
+// checkpoint is where a region stops between steps: it waits while the
+// release is paused and stops when it was aborted. Steps already started
+// are never interrupted half-way (a Terraform apply or Helm upgrade killed
+// in the middle is worse than one that finishes).
+func (r *regionImpl) checkpoint(ctx workflow.Context, step string) error {
+	if r.paused {
+		r.status.Phase = PhasePaused
+		r.report(ctx)
+		if err := workflow.Await(ctx, func() bool { return !r.paused || r.aborted }); err != nil {
+			return err
+		}
+		r.status.Phase = PhaseDeploying
+	}
+	if r.aborted {
+		return errAborted
+	}
+	r.status.Step = step
+	if step == StepBake {
+		r.status.Phase = PhaseBaking
+	}
+	r.report(ctx)
+	return nil
+}
+
+func (r *regionImpl) finish(ctx workflow.Context, phase Phase, err error) *RegionResult {
+	now := workflow.Now(ctx)
+	r.result.Phase = phase
+	r.result.Duration = now.Sub(r.result.Started)
+	r.status.Phase = phase
+	r.status.Duration = r.result.Duration
+	if err != nil {
+		r.result.Error = err.Error()
+		r.status.Error = err.Error()
+	}
+	r.report(ctx)
+	res := r.result
+	return &res
+}
+
+// report publishes the region's status to its own details and to the parent
+// release, which keeps the table of all regions. Losing a report is harmless
+// (the next one carries the full state), so the signal is not awaited.
+func (r *regionImpl) report(ctx workflow.Context) {
+	r.status.PreviousRevision = r.result.PreviousRevision
+	r.status.Revision = r.result.Revision
+	workflow.SetCurrentDetails(ctx, regionDetails(r.in, r.status))
+	parent := workflow.GetInfo(ctx).ParentWorkflowExecution
+	if parent == nil {
+		return
+	}
+	workflow.SignalExternalWorkflow(ctx, parent.ID, "", SignalRegionProgress, r.status)
+}
+
+func (r *regionImpl) target() helm.Target {
+	return helm.Target{
+		Region:      r.in.Region.Name,
+		KubeContext: r.in.Region.KubeContext,
+		Namespace:   r.in.Region.Namespace,
+		Release:     r.in.Chart.Release,
+	}
+}
+
+func (r *regionImpl) apply(ctx workflow.Context) error {
+	if r.in.Stack == nil {
+		return nil
+	}
+	var tf *terraform.Activities
+	var out terraform.ApplyResult
+	actx := workflow.WithActivityOptions(ctx, longActivity(fmt.Sprintf("terraform apply %s (%s)", r.in.Region.Name, r.in.Version), 30*time.Minute))
+	if err := workflow.ExecuteActivity(actx, tf.Apply, terraform.ApplyInput{Stack: *r.in.Stack, PlanKey: r.in.PlanKey}).Get(ctx, &out); err != nil {
+		return err
+	}
+	r.outputs = out.Outputs
+	r.result.Terraform = summaryLine(out.Summary)
+	if !out.Applied {
+		r.result.Terraform += " (nothing left to apply)"
+	}
+	return nil
+}
+
+func (r *regionImpl) upgrade(ctx workflow.Context) error {
+	var h *helm.Activities
+	var out helm.UpgradeResult
+	actx := workflow.WithActivityOptions(ctx, longActivity(fmt.Sprintf("helm upgrade %s in %s to %s", r.in.Chart.Release, r.in.Region.Name, r.in.Version), 10*time.Minute))
+	in := helm.UpgradeInput{
+		Target:       r.target(),
+		ChartPath:    r.in.Chart.Path,
+		Version:      r.in.Version,
+		VersionValue: r.in.Chart.VersionValue,
+		BaseValues:   r.in.Values,
+		RegionValues: r.in.Region.Values,
+		Outputs:      r.outputs,
+		OutputsValue: r.in.OutputsValue,
+	}
+	if err := workflow.ExecuteActivity(actx, h.Upgrade, in).Get(ctx, &out); err != nil {
+		return err
+	}
+	r.result.PreviousRevision = out.PreviousRevision
+	r.result.Revision = out.Revision
+	// A region counts as changed when this release made its revision, and
+	// also when an earlier attempt of this release did (Unchanged but
+	// newer than the previous revision): both need rolling back on failure.
+	r.result.Changed = out.Revision != out.PreviousRevision
+	r.report(ctx)
+	return nil
+}
+
+func (r *regionImpl) readiness(ctx workflow.Context) error {
+	var h *helm.Activities
+	timeout := r.in.Readiness
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	opts := longActivity(fmt.Sprintf("wait for %s in %s to be ready (%s)", r.in.Chart.Release, r.in.Region.Name, timeout), timeout+time.Minute)
+	return r.cancellable(ctx, opts, h.WaitReady, helm.WaitInput{Target: r.target(), Revision: r.result.Revision, Timeout: timeout}, nil)
+}
+
+func (r *regionImpl) health(ctx workflow.Context) error {
+	if len(r.in.Health) == 0 {
+		return nil
+	}
+	var a *health.Activities
+	var out health.CheckResult
+	opts := longActivity(fmt.Sprintf("health checks of %s in %s", r.in.Application, r.in.Region.Name), 15*time.Minute)
+	if err := r.cancellable(ctx, opts, a.Check, r.checkInput(0), &out); err != nil {
+		return err
+	}
+	r.status.Health = "passing"
+	r.report(ctx)
+	return nil
+}
+
+// bake keeps the region running for the wave's bake time, with the health
+// checks probing all along. The workflow's timer decides when the bake
+// ends, so the bake time holds whatever the activity does; a failing check
+// ends it early and fails the region, and a promote cuts it short.
+func (r *regionImpl) bake(ctx workflow.Context) error {
+	if r.in.Bake <= 0 || r.promoted {
+		return nil
+	}
+	wctx, cancel := workflow.WithCancel(ctx)
+	r.cancelWait = cancel
+	defer func() { r.cancelWait = nil }()
+	defer cancel()
+
+	timer := workflow.NewTimerWithOptions(wctx, r.in.Bake, workflow.TimerOptions{
+		Summary: fmt.Sprintf("bake %s in %s for %s", r.in.Version, r.in.Region.Name, r.in.Bake),
+	})
+	var probe workflow.Future
+	if len(r.in.Health) > 0 {
+		var a *health.Activities
+		opts := longActivity(fmt.Sprintf("health checks of %s in %s while baking", r.in.Version, r.in.Region.Name), r.in.Bake+5*time.Minute)
+		opts.WaitForCancellation = true
+		probe = workflow.ExecuteActivity(workflow.WithActivityOptions(wctx, opts), a.Check, r.checkInput(r.in.Bake))
+	}
+	var bakeErr error
+	timerDone, probeDone := false, probe == nil
+	sel := workflow.NewSelector(ctx)
+	sel.AddFuture(timer, func(f workflow.Future) {
+		timerDone = true
+		bakeErr = f.Get(ctx, nil)
+	})
+	if probe != nil {
+		sel.AddFuture(probe, func(f workflow.Future) {
+			probeDone = true
+			var out health.CheckResult
+			if err := f.Get(ctx, &out); err != nil {
+				if !temporal.IsCanceledError(err) {
+					bakeErr = err
+				}
+				return
+			}
+			r.status.Health = fmt.Sprintf("passing (%d probes)", out.Probes)
+		})
+	}
+	// If the checks run their course before the timer, the timer still
+	// decides when the bake ends.
+	for !timerDone && bakeErr == nil {
+		sel.Select(ctx)
+	}
+	// Stop the checks and wait for them to acknowledge, so no probe of
+	// this release outlives its bake.
+	cancel()
+	if !probeDone {
+		sel.Select(ctx)
+	}
+	if temporal.IsCanceledError(bakeErr) {
+		bakeErr = nil
+		if !r.promoted || r.aborted {
+			bakeErr = errAborted
+		} else if r.status.Health == "" || len(r.in.Health) == 0 {
+			r.status.Health = "promoted"
+		}
+	}
+	if bakeErr == nil && len(r.in.Health) > 0 && !strings.HasPrefix(r.status.Health, "passing") {
+		r.status.Health = "passing"
+	}
+	return bakeErr
+}
+
+// cancellable runs an activity that an abort (or, while baking, a promote)
+// may cancel, and waits for it to acknowledge the cancellation.
+func (r *regionImpl) cancellable(ctx workflow.Context, opts workflow.ActivityOptions, fn, arg, out any) error {
+	wctx, cancel := workflow.WithCancel(ctx)
+	r.cancelWait = cancel
+	defer func() { r.cancelWait = nil }()
+	opts.WaitForCancellation = true
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(wctx, opts), fn, arg).Get(wctx, out)
+}
+
+func (r *regionImpl) checkInput(d time.Duration) health.CheckInput {
+	return health.CheckInput{
+		Region:  r.in.Region.Name,
+		Version: r.in.Version,
+		Outputs: r.outputs,
+		Checks:  r.in.Health,
+		For:     d,
+	}
+}
+
+// longActivity is the options of an activity that heartbeats: a short
+// heartbeat timeout so work lost with a crashed worker is retried within
+// seconds, and retries with backoff for what is worth retrying.
+func longActivity(summary string, startToClose time.Duration) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: startToClose,
+		HeartbeatTimeout:    10 * time.Second,
+		Summary:             summary,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    30 * time.Second,
+			MaximumAttempts:    6,
+		},
+	}
+}
+
+func summaryLine(s terraform.Summary) string {
+	return fmt.Sprintf("+%d ~%d -%d", s.Adds, s.Changes, s.Destroys)
+}
+
+// rootCause strips Temporal's wrapping ("activity error (type: …)") so that
+// results and the details table show what actually went wrong.
+func rootCause(err error) error {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		return errors.New(app.Message())
+	}
+	var to *temporal.TimeoutError
+	if errors.As(err, &to) {
+		return fmt.Errorf("timed out (%s)", to.TimeoutType())
+	}
+	var ce *temporal.CanceledError
+	if errors.As(err, &ce) {
+		return errors.New("cancelled")
+	}
+	return err
 }

@@ -2,11 +2,526 @@ package workflows
 
 import (
 	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/keelson-dev/keelson/activities/helm"
+	"github.com/keelson-dev/keelson/activities/terraform"
+	"github.com/keelson-dev/keelson/release"
 )
 
-// Release runs a release of one application version across its waves.
+// Release runs a release of one application version across its waves:
+// per wave, Terraform plans, a gate where the file asks for one, then one
+// RegionRollout child per region (in parallel up to the wave's limit).
+// A failing region stops the line and the regions already changed are rolled
+// back as the file's policy says.
 func Release(ctx workflow.Context, in *ReleaseInput) (*ReleaseResult, error) {
-	return nil, errors.New("not implemented")
+	r, err := newRelease(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	return r.run(ctx)
+}
+
+type releaseImpl struct {
+	in      *ReleaseInput
+	id      string
+	status  Status
+	results map[string]*RegionResult
+	// regions indexes status.Waves[w].Regions[i] by region name.
+	regions map[string]*RegionStatus
+	// running are the children in flight, by region, so controls reach them.
+	running map[string]workflow.ChildWorkflowFuture
+
+	gate   *openGate
+	abort  *Control // set by the abort Update
+	manual *Control // set by the rollback Update
+	reason string
+
+	notifier
+}
+
+// openGate is the gate waiting for an answer.
+type openGate struct {
+	spec   *release.Gate
+	status GateStatus
+	answer *Approval
+}
+
+func newRelease(ctx workflow.Context, in *ReleaseInput) (*releaseImpl, error) {
+	if in == nil || in.Spec.Application == "" || in.Version == "" || len(in.Spec.Waves) == 0 {
+		return nil, temporal.NewNonRetryableApplicationError("release input needs a spec with waves and a version", "BadInput", nil)
+	}
+	info := workflow.GetInfo(ctx)
+	r := &releaseImpl{
+		in:      in,
+		id:      info.WorkflowExecution.ID,
+		results: map[string]*RegionResult{},
+		regions: map[string]*RegionStatus{},
+		running: map[string]workflow.ChildWorkflowFuture{},
+	}
+	r.status = Status{
+		Application: in.Spec.Application,
+		Version:     in.Version,
+		Phase:       PhasePending,
+		Started:     workflow.Now(ctx),
+	}
+	for _, w := range in.Spec.Waves {
+		ws := WaveStatus{Name: w.Name, Phase: PhasePending}
+		for _, name := range w.Regions {
+			ws.Regions = append(ws.Regions, RegionStatus{Region: name, Phase: PhasePending, Step: StepPending})
+		}
+		r.status.Waves = append(r.status.Waves, ws)
+	}
+	for wi := range r.status.Waves {
+		for ri := range r.status.Waves[wi].Regions {
+			rs := &r.status.Waves[wi].Regions[ri]
+			r.regions[rs.Region] = rs
+		}
+	}
+	if err := r.setHandlers(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *releaseImpl) run(ctx workflow.Context) (*ReleaseResult, error) {
+	log := workflow.GetLogger(ctx)
+	log.Info("Release started", "application", r.in.Spec.Application, "version", r.in.Version, "startedBy", r.in.StartedBy)
+
+	// A cancel from the UI or CLI is handled like an abort: the release
+	// still rolls back and records its result, on a context that the
+	// cancellation does not reach.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+
+	// Application and version are set by the CLI at start; upserting them
+	// again keeps releases started by other tools searchable too.
+	_ = workflow.UpsertTypedSearchAttributes(ctx,
+		temporal.NewSearchAttributeKeyKeyword(SearchAttrApplication).ValueSet(r.in.Spec.Application),
+		temporal.NewSearchAttributeKeyKeyword(SearchAttrVersion).ValueSet(r.in.Version))
+	r.notify(ctx, notifyStarted, "")
+	failed := ""
+	for wi := range r.in.Spec.Waves {
+		wave := &r.in.Spec.Waves[wi]
+		if r.stopping(ctx) {
+			break
+		}
+		if err := r.awaitResumed(ctx); err != nil {
+			break
+		}
+		r.setWavePhase(wi, PhasePlanning)
+		r.setPhase(ctx, PhasePlanning, fmt.Sprintf("planning wave %s", wave.Name))
+		plans, err := r.plan(ctx, wi)
+		if err != nil {
+			failed = fmt.Sprintf("plan of wave %s failed: %v", wave.Name, rootCause(err))
+			r.setWavePhase(wi, PhaseFailed)
+			break
+		}
+		if wave.Gate != nil && gateNeeded(wave.Gate, plans) {
+			ok, err := r.runGate(ctx, wi, plans)
+			if err != nil || !ok {
+				r.setWavePhase(wi, PhaseRejected)
+				break
+			}
+		}
+		if r.stopping(ctx) {
+			break
+		}
+		if err := r.awaitResumed(ctx); err != nil {
+			break
+		}
+		r.setWavePhase(wi, PhaseDeploying)
+		r.setPhase(ctx, PhaseDeploying, fmt.Sprintf("wave %s", wave.Name))
+		r.notify(ctx, notifyWave, wave.Name)
+		if bad := r.runWave(ctx, wi, plans); bad != "" {
+			failed = bad
+			r.setWavePhase(wi, PhaseFailed)
+			break
+		}
+		r.setWavePhase(wi, PhaseSucceeded)
+	}
+	return r.finish(dctx, failed)
+}
+
+// stopping reports whether the release must not start anything new.
+func (r *releaseImpl) stopping(ctx workflow.Context) bool {
+	return r.abort != nil || r.manual != nil || ctx.Err() != nil || r.status.Phase == PhaseRejected
+}
+
+func (r *releaseImpl) awaitResumed(ctx workflow.Context) error {
+	if !r.status.Paused {
+		return nil
+	}
+	prev := r.status.Phase
+	r.setPhase(ctx, PhasePaused, "paused")
+	err := workflow.Await(ctx, func() bool { return !r.status.Paused || r.abort != nil || r.manual != nil })
+	r.setPhase(ctx, prev, "")
+	if err == nil && (r.abort != nil || r.manual != nil) {
+		return errors.New("stopped while paused")
+	}
+	return err
+}
+
+// plan runs Terraform plan for every region of the wave, in parallel.
+func (r *releaseImpl) plan(ctx workflow.Context, wi int) (map[string]*terraform.PlanResult, error) {
+	plans := map[string]*terraform.PlanResult{}
+	if r.in.Spec.Terraform == nil {
+		return plans, nil
+	}
+	var tf *terraform.Activities
+	wave := r.in.Spec.Waves[wi]
+	futures := make([]workflow.Future, len(wave.Regions))
+	for i, name := range wave.Regions {
+		r.regions[name].Step = StepPlan
+		opts := longActivity(fmt.Sprintf("terraform plan %s (%s)", name, r.in.Version), 15*time.Minute)
+		futures[i] = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), tf.Plan, terraform.PlanInput{Stack: r.stack(name)})
+	}
+	r.details(ctx)
+	var errs []error
+	for i, name := range wave.Regions {
+		var out terraform.PlanResult
+		if err := futures[i].Get(ctx, &out); err != nil {
+			r.regions[name].Phase = PhaseFailed
+			r.regions[name].Error = rootCause(err).Error()
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		plans[name] = &out
+		r.regions[name].Step = fmt.Sprintf("planned %s", summaryLine(out.Summary))
+	}
+	r.details(ctx)
+	return plans, errors.Join(errs...)
+}
+
+func (r *releaseImpl) stack(region string) terraform.Stack {
+	spec := r.in.Spec
+	reg := r.regionSpec(region)
+	vars := map[string]string{}
+	mergeSorted(vars, spec.Terraform.Vars)
+	mergeSorted(vars, reg.TerraformVars)
+	return terraform.Stack{
+		Application: spec.Application,
+		Version:     r.in.Version,
+		Region:      region,
+		Dir:         spec.Terraform.Path,
+		Vars:        vars,
+	}
+}
+
+// mergeSorted copies src into dst in key order, so the workflow does not
+// depend on Go's random map order (the result is the same either way, but
+// workflow code keeps to one rule).
+func mergeSorted(dst, src map[string]string) {
+	keys := make([]string, 0, len(src))
+	// Sorted right after: keys are sorted before use.
+	//workflowcheck:ignore
+	for k := range src {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		dst[k] = src[k]
+	}
+}
+
+func (r *releaseImpl) regionSpec(name string) release.Region {
+	for _, reg := range r.in.Spec.Regions {
+		if reg.Name == name {
+			return reg
+		}
+	}
+	return release.Region{Name: name}
+}
+
+// gateNeeded decides from the plans whether the gate asks anything.
+func gateNeeded(g *release.Gate, plans map[string]*terraform.PlanResult) bool {
+	switch g.When {
+	case release.GateChanges, release.GateDestroys:
+		names := make([]string, 0, len(plans))
+		// Sorted right after: names are sorted before use.
+		//workflowcheck:ignore
+		for name := range plans {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			s := plans[name].Summary
+			if g.When == release.GateChanges && s.HasChanges() || g.When == release.GateDestroys && s.Destroys > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// runWave starts the wave's regions as children, at most Parallelism at a
+// time, and stops starting new ones as soon as one fails or the release is
+// stopped. It returns why the wave failed, or "".
+func (r *releaseImpl) runWave(ctx workflow.Context, wi int, plans map[string]*terraform.PlanResult) string {
+	wave := r.in.Spec.Waves[wi]
+	limit := wave.Parallelism
+	if limit <= 0 {
+		limit = len(wave.Regions)
+	}
+	sel := workflow.NewSelector(ctx)
+	pending := slices.Clone(wave.Regions)
+	inFlight := 0
+	failed := ""
+	for len(pending) > 0 || inFlight > 0 {
+		for inFlight < limit && len(pending) > 0 && failed == "" && !r.stopping(ctx) && !r.status.Paused {
+			name := pending[0]
+			pending = pending[1:]
+			f := r.startRegion(ctx, wi, name, plans[name])
+			inFlight++
+			sel.AddFuture(f, func(f workflow.Future) {
+				inFlight--
+				delete(r.running, name)
+				var res RegionResult
+				err := f.Get(ctx, &res)
+				if err != nil {
+					res = RegionResult{Region: name, Wave: wave.Name, Phase: PhaseFailed, Error: rootCause(err).Error()}
+				}
+				if prev := r.results[name]; prev != nil && res.Revision == 0 {
+					// Keep revisions reported by progress when the child died.
+					res.PreviousRevision, res.Revision, res.Changed = prev.PreviousRevision, prev.Revision, prev.Changed
+				}
+				r.results[name] = &res
+				rs := r.regions[name]
+				rs.Phase, rs.Error, rs.Duration = res.Phase, res.Error, res.Duration
+				rs.PreviousRevision, rs.Revision = res.PreviousRevision, res.Revision
+				if res.Phase == PhaseFailed && failed == "" {
+					failed = fmt.Sprintf("region %s failed: %s", name, res.Error)
+					r.notify(ctx, notifyRegionFailed, failed)
+					// Stop the line: siblings still running stop at their next step.
+					r.signalChildren(ctx, SignalRegionAbort, Control{Reason: failed})
+				} else if res.Phase == PhaseSucceeded {
+					r.notify(ctx, notifyRegionDone, name)
+				}
+				r.details(ctx)
+			})
+		}
+		if inFlight == 0 {
+			if len(pending) == 0 || failed != "" || r.stopping(ctx) {
+				break
+			}
+			// Paused between two regions of the wave.
+			if err := r.awaitResumed(ctx); err != nil {
+				break
+			}
+			continue
+		}
+		sel.Select(ctx)
+	}
+	if failed == "" && r.abort != nil {
+		return ""
+	}
+	return failed
+}
+
+func (r *releaseImpl) startRegion(ctx workflow.Context, wi int, name string, plan *terraform.PlanResult) workflow.ChildWorkflowFuture {
+	spec := r.in.Spec
+	wave := spec.Waves[wi]
+	in := &RegionInput{
+		ReleaseID:   r.id,
+		Application: spec.Application,
+		Version:     r.in.Version,
+		Wave:        wave.Name,
+		Region:      r.regionSpec(name),
+		Chart:       spec.Chart,
+		Values:      spec.Values,
+		Health:      spec.Health,
+		Readiness:   spec.Readiness.Timeout.Duration,
+		Bake:        wave.Bake.Duration,
+	}
+	if spec.Terraform != nil {
+		st := r.stack(name)
+		in.Stack = &st
+		in.OutputsValue = spec.Terraform.OutputsValue
+		if plan != nil {
+			in.PlanKey = plan.PlanKey
+		}
+	}
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:        RegionID(r.id, name),
+		StaticSummary:     fmt.Sprintf("%s %s in %s (wave %s)", spec.Application, r.in.Version, name, wave.Name),
+		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_TERMINATE,
+		// Children that crash or hit a bug are retried by Temporal as
+		// activities are; the child itself never fails for business reasons.
+		WaitForCancellation: true,
+	})
+	rs := r.regions[name]
+	rs.Phase, rs.Step, rs.Started = PhaseDeploying, StepPending, workflow.Now(ctx)
+	f := workflow.ExecuteChildWorkflow(cctx, RegionRollout, in)
+	r.running[name] = f
+	// A pause or abort that arrived before the child started must reach it.
+	if r.status.Paused {
+		f.SignalChildWorkflow(ctx, SignalRegionPause, Control{})
+	}
+	r.details(ctx)
+	return f
+}
+
+// signalChildren sends a control to every running region, in region order.
+func (r *releaseImpl) signalChildren(ctx workflow.Context, name string, c Control) {
+	for _, region := range r.runningRegions() {
+		if len(c.Regions) > 0 && !slices.Contains(c.Regions, region) {
+			continue
+		}
+		r.running[region].SignalChildWorkflow(ctx, name, c)
+	}
+}
+
+func (r *releaseImpl) runningRegions() []string {
+	names := make([]string, 0, len(r.running))
+	// Sorted right after: names are sorted before use.
+	//workflowcheck:ignore
+	for name := range r.running {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// finish rolls back what the policy says, records the result and the
+// final phase. It runs on a disconnected context so that a cancelled
+// release still cleans up after itself.
+func (r *releaseImpl) finish(ctx workflow.Context, failed string) (*ReleaseResult, error) {
+	phase := PhaseSucceeded
+	policy := r.in.Spec.Rollback.Policy
+	if policy == "" {
+		policy = release.RollbackAuto
+	}
+	switch {
+	case r.manual != nil:
+		phase, r.reason = PhaseRolledBack, fmt.Sprintf("rollback requested by %s: %s", r.manual.User, r.manual.Reason)
+		policy = release.RollbackAuto
+	case r.abort != nil:
+		phase, r.reason = PhaseAborted, fmt.Sprintf("aborted by %s: %s", r.abort.User, r.abort.Reason)
+	case r.status.Phase == PhaseRejected:
+		phase = PhaseRejected
+	case failed != "":
+		phase, r.reason = PhaseFailed, failed
+	}
+	if phase == PhaseFailed || phase == PhaseAborted || phase == PhaseRolledBack {
+		if n := r.rollback(ctx, policy, phase == PhaseRolledBack); n > 0 && phase == PhaseFailed {
+			phase = PhaseRolledBack
+		}
+	}
+	r.status.Gate = nil
+	r.setPhase(ctx, phase, r.reason)
+	r.notify(ctx, notifyFinished, r.reason)
+	r.drain(ctx)
+
+	res := &ReleaseResult{
+		ReleaseID:   r.id,
+		Application: r.in.Spec.Application,
+		Version:     r.in.Version,
+		Phase:       phase,
+		Reason:      r.reason,
+		Started:     r.status.Started,
+		Finished:    workflow.Now(ctx),
+		Approvals:   r.status.Approvals,
+	}
+	for _, w := range r.in.Spec.Waves {
+		for _, name := range w.Regions {
+			if rr := r.results[name]; rr != nil {
+				res.Regions = append(res.Regions, *rr)
+				continue
+			}
+			res.Regions = append(res.Regions, RegionResult{Region: name, Wave: w.Name, Phase: PhasePending, Error: "not started"})
+		}
+	}
+	workflow.GetLogger(ctx).Info("Release finished", "phase", phase, "reason", r.reason)
+	return res, nil
+}
+
+// rollback returns changed regions to the revision recorded before the
+// upgrade, in parallel, and reports how many it rolled back. Terraform is
+// never rolled back here: the file has no way yet to say how, and
+// infrastructure is not rolled back silently.
+func (r *releaseImpl) rollback(ctx workflow.Context, policy release.RollbackPolicy, manual bool) int {
+	if policy == release.RollbackNone {
+		return 0
+	}
+	var h *helm.Activities
+	type job struct {
+		rr *RegionResult
+		f  workflow.Future
+	}
+	var jobs []job
+	for _, w := range r.in.Spec.Waves {
+		for _, name := range w.Regions {
+			rr := r.results[name]
+			if rr == nil || !rr.Changed || rr.PreviousRevision == 0 {
+				continue
+			}
+			if policy == release.RollbackFailed && rr.Phase != PhaseFailed {
+				continue
+			}
+			if manual && len(r.manual.Regions) > 0 && !slices.Contains(r.manual.Regions, name) {
+				continue
+			}
+			reg := r.regionSpec(name)
+			r.regions[name].Step = StepRollback
+			r.regions[name].Phase = PhaseRollingBack
+			opts := longActivity(fmt.Sprintf("helm rollback %s in %s to revision %d", r.in.Spec.Chart.Release, name, rr.PreviousRevision), 10*time.Minute)
+			f := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), h.Rollback, helm.RollbackInput{
+				Target:   helm.Target{Region: name, KubeContext: reg.KubeContext, Namespace: reg.Namespace, Release: r.in.Spec.Chart.Release},
+				Revision: rr.PreviousRevision,
+			})
+			jobs = append(jobs, job{rr, f})
+		}
+	}
+	if len(jobs) == 0 {
+		return 0
+	}
+	r.setPhase(ctx, PhaseRollingBack, r.reason)
+	r.notify(ctx, notifyRollback, r.reason)
+	done := 0
+	for _, j := range jobs {
+		var out helm.RollbackResult
+		rs := r.regions[j.rr.Region]
+		if err := j.f.Get(ctx, &out); err != nil {
+			j.rr.Error = strings.TrimSpace(j.rr.Error + "; rollback failed: " + rootCause(err).Error())
+			rs.Error = j.rr.Error
+			rs.Step = "rollback failed"
+			continue
+		}
+		j.rr.RolledBackTo = out.Revision
+		j.rr.Phase = PhaseRolledBack
+		rs.Phase, rs.Step, rs.Revision = PhaseRolledBack, fmt.Sprintf("rolled back to %d", j.rr.PreviousRevision), out.Revision
+		done++
+	}
+	r.details(ctx)
+	return done
+}
+
+func (r *releaseImpl) setWavePhase(wi int, p Phase) {
+	r.status.Waves[wi].Phase = p
+}
+
+// setPhase records the release's phase in status, search attributes and the
+// details shown by the Web UI.
+func (r *releaseImpl) setPhase(ctx workflow.Context, p Phase, msg string) {
+	changed := r.status.Phase != p
+	r.status.Phase = p
+	if msg != "" || p.Done() {
+		r.status.Message = msg
+	}
+	if changed {
+		_ = workflow.UpsertTypedSearchAttributes(ctx, temporal.NewSearchAttributeKeyKeyword(SearchAttrPhase).ValueSet(string(p)))
+	}
+	r.details(ctx)
+}
+
+func (r *releaseImpl) details(ctx workflow.Context) {
+	workflow.SetCurrentDetails(ctx, releaseDetails(&r.status))
 }

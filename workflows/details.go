@@ -1,0 +1,85 @@
+package workflows
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// releaseDetails renders the release's current details for the Web UI: a
+// Markdown table of every region, kept up to date as the release moves.
+func releaseDetails(s *Status) string {
+	var b strings.Builder
+	b.WriteString(fmt.Sprintf("**%s %s**: %s", s.Application, s.Version, s.Phase))
+	if s.Paused {
+		b.WriteString(" (paused)")
+	}
+	if s.Message != "" {
+		b.WriteString(fmt.Sprintf(" — %s", s.Message))
+	}
+	b.WriteString("\n\n")
+	if g := s.Gate; g != nil {
+		b.WriteString(fmt.Sprintf("Gate **%s** before wave %s waits for approval until %s", g.Name, g.Wave, g.Deadline.UTC().Format(time.RFC3339)))
+		if len(g.Approvers)+len(g.Groups) > 0 {
+			b.WriteString(fmt.Sprintf(" (approvers: %s)", strings.Join(append(append([]string{}, g.Approvers...), prefixed("@", g.Groups)...), ", ")))
+		}
+		b.WriteString("\n\n")
+	}
+	b.WriteString("| wave | region | phase | step | revision | health |\n|---|---|---|---|---|---|\n")
+	for _, w := range s.Waves {
+		for _, r := range w.Regions {
+			b.WriteString(fmt.Sprintf("| %s | %s | %s | %s | %s | %s |\n", w.Name, r.Region, r.Phase, cell(r.Step, r.Error), revisions(r.PreviousRevision, r.Revision), cell(r.Health, "")))
+		}
+	}
+	for _, a := range s.Approvals {
+		verb := "rejected"
+		if a.Approved {
+			verb = "approved"
+		}
+		if a.TimedOut {
+			verb = "timed out"
+		}
+		b.WriteString(fmt.Sprintf("\nGate %s %s", a.Gate, verb))
+		if a.User != "" {
+			b.WriteString(fmt.Sprintf(" by %s", a.User))
+		}
+		if a.Via != "" {
+			b.WriteString(fmt.Sprintf(" via %s", a.Via))
+		}
+		b.WriteString(fmt.Sprintf(" at %s", a.At.UTC().Format(time.RFC3339)))
+		if a.Reason != "" {
+			b.WriteString(fmt.Sprintf(": %s", a.Reason))
+		}
+	}
+	return b.String()
+}
+
+func regionDetails(in *RegionInput, s RegionStatus) string {
+	return fmt.Sprintf("**%s %s in %s** (wave %s): %s\n\n| step | revision | health |\n|---|---|---|\n| %s | %s | %s |\n",
+		in.Application, in.Version, in.Region.Name, in.Wave, s.Phase, cell(s.Step, s.Error), revisions(s.PreviousRevision, s.Revision), cell(s.Health, ""))
+}
+
+func revisions(prev, cur int) string {
+	switch {
+	case cur == 0:
+		return "-"
+	case prev == 0 || prev == cur:
+		return fmt.Sprint(cur)
+	}
+	return fmt.Sprintf("%d → %d", prev, cur)
+}
+
+// cell keeps a table cell on one line and free of pipes.
+func cell(s, errText string) string {
+	if errText != "" {
+		s += ": " + errText
+	}
+	if s == "" {
+		return "-"
+	}
+	s = strings.NewReplacer("|", "/", "\n", " ").Replace(s)
+	if len(s) > 120 {
+		s = s[:117] + "..."
+	}
+	return s
+}

@@ -1,0 +1,357 @@
+package workflows
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/keelson-dev/keelson/activities/slack"
+	"github.com/keelson-dev/keelson/activities/terraform"
+	"github.com/keelson-dev/keelson/release"
+)
+
+// ErrRefused is the prefix of every validator refusal, so callers can tell a
+// refusal from a transport error in the text Temporal returns.
+const ErrRefused = "refused"
+
+func refuse(format string, args ...any) error {
+	return fmt.Errorf(ErrRefused+": "+format, args...)
+}
+
+// runGate opens the wave's gate and waits for an answer, an abort or the
+// timeout (escalating once if the file says so). It reports whether the
+// release may go on.
+func (r *releaseImpl) runGate(ctx workflow.Context, wi int, plans map[string]*terraform.PlanResult) (bool, error) {
+	log := workflow.GetLogger(ctx)
+	wave := r.in.Spec.Waves[wi]
+	g := wave.Gate
+	name := g.Name
+	if name == "" {
+		name = "before-" + wave.Name
+	}
+	timeout := g.Timeout.Duration
+	if timeout <= 0 {
+		timeout = 24 * time.Hour
+	}
+	r.gate = &openGate{spec: g, status: GateStatus{
+		Name:      name,
+		Wave:      wave.Name,
+		Regions:   wave.Regions,
+		Approvers: g.Approvers,
+		Groups:    g.ApproverGroups,
+		Deadline:  workflow.Now(ctx).Add(timeout),
+	}}
+	defer func() { r.gate = nil; r.status.Gate = nil }()
+	r.status.Gate = &r.gate.status
+	r.setWavePhase(wi, PhaseAwaitGate)
+	r.setPhase(ctx, PhaseAwaitGate, fmt.Sprintf("gate %s before wave %s", name, wave.Name))
+	log.Info("Gate open", "gate", name, "wave", wave.Name, "deadline", r.gate.status.Deadline)
+
+	msg := r.gateMessage(wi, plans)
+	ref := r.postGate(ctx, msg)
+	r.remind(ctx, g, ref)
+
+	answered := func() bool { return r.gate.answer != nil || r.abort != nil || r.manual != nil }
+	ok, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+		Timeout:      timeout,
+		TimerOptions: workflow.TimerOptions{Summary: fmt.Sprintf("gate %s: waiting for approval until %s", name, r.gate.status.Deadline.Format(time.RFC3339))},
+	}, answered)
+	if err != nil {
+		return false, err
+	}
+	if !ok && g.OnTimeout == release.TimeoutEscalate && g.Escalation != nil {
+		extend := g.Escalation.Extend.Duration
+		r.gate.status.Escalated = true
+		r.gate.status.Deadline = workflow.Now(ctx).Add(extend)
+		log.Info("Gate escalated", "gate", name, "mention", g.Escalation.Mention, "until", r.gate.status.Deadline)
+		r.details(ctx)
+		r.escalate(ctx, g, ref, msg)
+		ok, err = workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+			Timeout:      extend,
+			TimerOptions: workflow.TimerOptions{Summary: fmt.Sprintf("gate %s escalated to %s until %s", name, g.Escalation.Mention, r.gate.status.Deadline.Format(time.RFC3339))},
+		}, answered)
+		if err != nil {
+			return false, err
+		}
+	}
+	if !ok {
+		a := Approval{Gate: name, Approved: false, At: workflow.Now(ctx), TimedOut: true, Reason: fmt.Sprintf("gate %s timed out", name)}
+		r.status.Approvals = append(r.status.Approvals, a)
+		r.reason = a.Reason
+		r.closeGate(ctx, ref, msg, a)
+		r.setPhase(ctx, PhaseRejected, a.Reason)
+		return false, nil
+	}
+	if r.abort != nil || r.manual != nil {
+		r.closeGate(ctx, ref, msg, Approval{Gate: name, At: workflow.Now(ctx), Reason: "release stopped"})
+		return false, nil
+	}
+	a := *r.gate.answer
+	r.closeGate(ctx, ref, msg, a)
+	if !a.Approved {
+		r.reason = fmt.Sprintf("gate %s rejected by %s", name, a.User)
+		if a.Reason != "" {
+			r.reason += ": " + a.Reason
+		}
+		r.setPhase(ctx, PhaseRejected, r.reason)
+		return false, nil
+	}
+	log.Info("Gate approved", "gate", name, "user", a.User, "via", a.Via)
+	return true, nil
+}
+
+// validateAnswer is the approve and reject validator: it refuses answers to
+// no gate, to another gate, and from people who are not approvers.
+func (r *releaseImpl) validateAnswer(a GateAnswer) error {
+	if r.status.Phase.Done() {
+		return refuse("release %s has finished (%s)", r.id, r.status.Phase)
+	}
+	if r.gate == nil {
+		return refuse("release %s has no gate waiting for an answer (phase %s)", r.id, r.status.Phase)
+	}
+	g := r.gate
+	if a.Gate != "" && a.Gate != g.status.Name {
+		return refuse("gate %s is not open; the open gate is %s", a.Gate, g.status.Name)
+	}
+	if g.answer != nil {
+		return refuse("gate %s was already answered by %s", g.status.Name, g.answer.User)
+	}
+	if a.User == "" && a.UserID == "" {
+		return refuse("an answer needs a user")
+	}
+	if !authorised(g.spec, a) {
+		who := a.User
+		if who == "" {
+			who = a.UserID
+		}
+		list := strings.Join(append(slices.Clone(g.spec.Approvers), prefixed("@", g.spec.ApproverGroups)...), ", ")
+		return refuse("user %s is not an approver of gate %s (approvers: %s)", who, g.status.Name, list)
+	}
+	return nil
+}
+
+func authorised(g *release.Gate, a GateAnswer) bool {
+	if len(g.Approvers) == 0 && len(g.ApproverGroups) == 0 {
+		return true
+	}
+	for _, who := range g.Approvers {
+		if who != "" && (who == a.User || who == a.UserID) {
+			return true
+		}
+	}
+	for _, grp := range a.Groups {
+		if slices.Contains(g.ApproverGroups, grp) || slices.Contains(g.ApproverGroups, "@"+grp) {
+			return true
+		}
+	}
+	return false
+}
+
+func prefixed(p string, ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = p + strings.TrimPrefix(s, p)
+	}
+	return out
+}
+
+func (r *releaseImpl) answer(ctx workflow.Context, approve bool, a GateAnswer) {
+	r.gate.answer = &Approval{
+		Gate:     r.gate.status.Name,
+		Approved: approve,
+		User:     a.User,
+		UserID:   a.UserID,
+		Via:      a.Via,
+		Reason:   a.Reason,
+		At:       workflow.Now(ctx),
+	}
+	r.status.Approvals = append(r.status.Approvals, *r.gate.answer)
+}
+
+// setHandlers registers the status query, the control Updates with their
+// validators, and a signal of the same name for each Update.
+func (r *releaseImpl) setHandlers(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return r.status, nil }); err != nil {
+		return fmt.Errorf("set status query: %w", err)
+	}
+	type control struct {
+		name     string
+		validate func(Control) error
+		apply    func(workflow.Context, Control)
+	}
+	notDone := func() error {
+		if r.status.Phase.Done() {
+			return refuse("release %s has finished (%s)", r.id, r.status.Phase)
+		}
+		if r.abort != nil || r.manual != nil {
+			return refuse("release %s is already stopping", r.id)
+		}
+		return nil
+	}
+	controls := []control{
+		{UpdatePause, func(Control) error {
+			if err := notDone(); err != nil {
+				return err
+			}
+			if r.status.Paused {
+				return refuse("release %s is already paused", r.id)
+			}
+			return nil
+		}, func(ctx workflow.Context, c Control) {
+			r.status.Paused = true
+			r.signalChildren(ctx, SignalRegionPause, c)
+			r.details(ctx)
+		}},
+		{UpdateResume, func(Control) error {
+			if err := notDone(); err != nil {
+				return err
+			}
+			if !r.status.Paused {
+				return refuse("release %s is not paused", r.id)
+			}
+			return nil
+		}, func(ctx workflow.Context, c Control) {
+			r.status.Paused = false
+			r.signalChildren(ctx, SignalRegionResume, c)
+			r.details(ctx)
+		}},
+		{UpdateAbort, func(Control) error { return notDone() }, func(ctx workflow.Context, c Control) {
+			r.abort = &c
+			r.signalChildren(ctx, SignalRegionAbort, c)
+		}},
+		{UpdatePromote, func(c Control) error {
+			if err := notDone(); err != nil {
+				return err
+			}
+			if len(r.running) == 0 {
+				return refuse("release %s has no region deploying or baking to promote", r.id)
+			}
+			return nil
+		}, func(ctx workflow.Context, c Control) {
+			r.signalChildren(ctx, SignalRegionPromote, c)
+		}},
+		{UpdateRollback, func(Control) error { return notDone() }, func(ctx workflow.Context, c Control) {
+			r.manual = &c
+			r.signalChildren(ctx, SignalRegionAbort, c)
+		}},
+	}
+	for _, c := range controls {
+		if err := workflow.SetUpdateHandlerWithOptions(ctx, c.name, func(ctx workflow.Context, arg Control) error {
+			c.apply(ctx, arg)
+			workflow.GetLogger(ctx).Info("Control applied", "control", c.name, "user", arg.User, "reason", arg.Reason)
+			return nil
+		}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, arg Control) error { return c.validate(arg) }}); err != nil {
+			return fmt.Errorf("set %s update: %w", c.name, err)
+		}
+		r.listenSignal(ctx, c.name, func(ctx workflow.Context, payload workflow.ReceiveChannel) {
+			var arg Control
+			payload.Receive(ctx, &arg)
+			if err := c.validate(arg); err != nil {
+				workflow.GetLogger(ctx).Warn("Control signal refused", "control", c.name, "user", arg.User, "error", err)
+				return
+			}
+			c.apply(ctx, arg)
+		})
+	}
+	for _, approve := range []bool{true, false} {
+		name := UpdateReject
+		if approve {
+			name = UpdateApprove
+		}
+		if err := workflow.SetUpdateHandlerWithOptions(ctx, name, func(ctx workflow.Context, a GateAnswer) (Approval, error) {
+			r.answer(ctx, approve, a)
+			return *r.gate.answer, nil
+		}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, a GateAnswer) error {
+			if !approve && strings.TrimSpace(a.Reason) == "" {
+				if err := r.validateAnswer(a); err != nil {
+					return err
+				}
+				return refuse("a rejection needs a reason")
+			}
+			return r.validateAnswer(a)
+		}}); err != nil {
+			return fmt.Errorf("set %s update: %w", name, err)
+		}
+		r.listenSignal(ctx, name, func(ctx workflow.Context, payload workflow.ReceiveChannel) {
+			var a GateAnswer
+			payload.Receive(ctx, &a)
+			if err := r.validateAnswer(a); err != nil {
+				workflow.GetLogger(ctx).Warn("Gate signal refused", "update", name, "user", a.User, "error", err)
+				return
+			}
+			r.answer(ctx, approve, a)
+		})
+	}
+	r.listenSignal(ctx, SignalRegionProgress, func(ctx workflow.Context, payload workflow.ReceiveChannel) {
+		var s RegionStatus
+		payload.Receive(ctx, &s)
+		rs := r.regions[s.Region]
+		if rs == nil {
+			return
+		}
+		*rs = s
+		if s.Revision != 0 {
+			rr := r.results[s.Region]
+			if rr == nil {
+				rr = &RegionResult{Region: s.Region, Phase: s.Phase, Started: s.Started}
+				r.results[s.Region] = rr
+			}
+			rr.PreviousRevision, rr.Revision = s.PreviousRevision, s.Revision
+			rr.Changed = s.Revision != s.PreviousRevision
+		}
+		r.details(ctx)
+	})
+	return nil
+}
+
+// listenSignal handles every signal of a name, one at a time, for the
+// whole run of the workflow.
+func (r *releaseImpl) listenSignal(ctx workflow.Context, name string, fn func(workflow.Context, workflow.ReceiveChannel)) {
+	ch := workflow.GetSignalChannel(ctx, name)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			workflow.NewSelector(ctx).AddReceive(ch, func(c workflow.ReceiveChannel, more bool) { fn(ctx, c) }).Select(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+		}
+	})
+}
+
+func (r *releaseImpl) slackChannel() string {
+	if n := r.in.Spec.Notify; n != nil && n.Slack != nil {
+		return n.Slack.Channel
+	}
+	return ""
+}
+
+func (r *releaseImpl) gateMessage(wi int, plans map[string]*terraform.PlanResult) slack.GateMessage {
+	wave := r.in.Spec.Waves[wi]
+	msg := slack.GateMessage{
+		Channel:        r.slackChannel(),
+		ReleaseID:      r.id,
+		Application:    r.in.Spec.Application,
+		Version:        r.in.Version,
+		Gate:           r.gate.status.Name,
+		Wave:           wave.Name,
+		Approvers:      wave.Gate.Approvers,
+		ApproverGroups: wave.Gate.ApproverGroups,
+		Deadline:       r.gate.status.Deadline,
+		ThreadTS:       r.thread.TS,
+	}
+	for _, name := range wave.Regions {
+		rp := slack.RegionPlan{Region: name, ChartTo: r.in.Version}
+		if p := plans[name]; p != nil {
+			s := slack.TerraformSummary(p.Summary)
+			rp.Terraform = &s
+		}
+		msg.Regions = append(msg.Regions, rp)
+	}
+	if g := wave.Gate; g.Escalation != nil {
+		msg.Escalation = g.Escalation.Mention
+	}
+	return msg
+}
