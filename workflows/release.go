@@ -147,6 +147,9 @@ func (r *releaseImpl) run(ctx workflow.Context) (*ReleaseResult, error) {
 		}
 		r.setWavePhase(wi, PhaseSucceeded)
 	}
+	if ctx.Err() != nil && r.abort == nil && r.manual == nil {
+		r.abort = &Control{User: "temporal", Reason: "the release's workflow was cancelled"}
+	}
 	return r.finish(dctx, failed)
 }
 

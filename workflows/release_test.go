@@ -560,3 +560,76 @@ func phasesSet(ps []string) []string {
 	}
 	return out
 }
+
+func (s *releaseSuite) TestCancelledReleaseRollsBackAsAbort() {
+	s.at(35*time.Minute, func() { s.env.CancelWorkflow() })
+	s.at(30*time.Minute, func() { s.ok(s.approve("alice")) })
+	s.env.ExecuteWorkflow(Release, s.input())
+	res := s.result()
+	s.Equal(PhaseAborted, res.Phase)
+	s.Contains(res.Reason, "cancelled")
+	s.Equal(map[string]int{"us-east-1": 3, "eu-west-1": 5, "ap-southeast-1": 7}, s.rolledBack)
+}
+
+func (s *releaseSuite) TestSlackGateMessageRemindersAndClose() {
+	in := s.input()
+	in.Spec.Notify = &release.Notify{Slack: &release.SlackNotify{Channel: "#releases"}}
+	gate := in.Spec.Waves[1].Gate
+	gate.Reminders = []release.Duration{dur(15 * time.Minute)}
+	var a *slack.Activities
+	var mu sync.Mutex
+	var posted []slack.GateMessage
+	var closed []slack.CloseGateInput
+	var reminded []slack.RemindInput
+	var replies []slack.NotifyInput
+	s.env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(func(_ context.Context, in slack.NotifyInput) (*slack.MessageRef, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if in.ParentTS == "" {
+			return &slack.MessageRef{Channel: "C1", TS: "100.1"}, nil
+		}
+		replies = append(replies, in)
+		return &slack.MessageRef{Channel: in.Channel, TS: fmt.Sprintf("100.%d", len(replies)+1)}, nil
+	})
+	s.env.OnActivity(a.UpdateParent, mock.Anything, mock.Anything).Return(&slack.MessageRef{Channel: "C1", TS: "100.1"}, nil)
+	s.env.OnActivity(a.PostGate, mock.Anything, mock.Anything).Return(func(_ context.Context, m slack.GateMessage) (*slack.MessageRef, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		posted = append(posted, m)
+		return &slack.MessageRef{Channel: "C1", TS: "200.1"}, nil
+	})
+	s.env.OnActivity(a.CloseGate, mock.Anything, mock.Anything).Return(func(_ context.Context, c slack.CloseGateInput) (*slack.MessageRef, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		closed = append(closed, c)
+		return &c.Ref, nil
+	})
+	s.env.OnActivity(a.Remind, mock.Anything, mock.Anything).Return(func(_ context.Context, r slack.RemindInput) (*slack.MessageRef, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		reminded = append(reminded, r)
+		return &slack.MessageRef{Channel: "C1", TS: "300.1"}, nil
+	})
+	// The gate opens at 10m (after the canary's bake) with an hour to go:
+	// the reminder fires at 55m; the approval comes at 58m.
+	s.at(58*time.Minute, func() { s.ok(s.update(UpdateApprove, GateAnswer{User: "bob", UserID: "U123", Via: "slack"})) })
+	s.env.ExecuteWorkflow(Release, in)
+	s.Equal(PhaseSucceeded, s.result().Phase)
+
+	mu.Lock()
+	defer mu.Unlock()
+	s.Require().Len(posted, 1, "one gate message")
+	s.Equal("promote-to-rest", posted[0].Gate)
+	s.Equal("100.1", posted[0].ThreadTS, "the gate message is part of the release's thread")
+	s.Require().Len(posted[0].Regions, 2)
+	s.Equal([]string{"terraform_data.release"}, posted[0].Regions[0].Terraform.Destroyed)
+	s.Require().Len(reminded, 1)
+	s.Equal(slack.MessageRef{Channel: "C1", TS: "200.1"}, reminded[0].Gate)
+	s.Contains(reminded[0].Mention, "alice")
+	s.Require().Len(closed, 1)
+	s.Equal(slack.OutcomeApproved, closed[0].Outcome)
+	s.Equal("U123", closed[0].ByID)
+	s.Equal("C1", replies[0].Channel, "replies go to the parent's channel id")
+	last := replies[len(replies)-1]
+	s.Contains(last.Text, "Release finished: succeeded")
+}
