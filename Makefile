@@ -43,6 +43,7 @@ test:
 	@rc=0; \
 	$(MAKE) --no-print-directory build lab-build up || rc=$$?; \
 	if [ $$rc -eq 0 ]; then \
+		$(MAKE) --no-print-directory lint || rc=$$?; \
 		$(MAKE) --no-print-directory test-unit || rc=$$?; \
 		$(MAKE) --no-print-directory test-integration || rc=$$?; \
 	fi; \
@@ -68,6 +69,7 @@ test-integration:
 	PATH=$(LAB_BIN):$(CURDIR)/bin:$$PATH \
 	$(GO) test -count=1 -timeout 40m ./integration/...
 
+# vet, and workflowcheck: workflow code must stay deterministic.
 lint:
 	$(GO) vet ./...
 	$(GO) run go.temporal.io/sdk/contrib/tools/workflowcheck ./workflows/...
