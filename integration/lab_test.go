@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,12 +26,99 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/keelson-dev/keelson/activities/helm"
 	"github.com/keelson-dev/keelson/control"
 	"github.com/keelson-dev/keelson/workflows"
 )
 
 // regions of the lab, in the demo's order.
 var regions = []string{"us-east-1", "eu-west-1", "ap-southeast-1"}
+
+// TestMain fails the whole package, with what to run, when the local stack
+// is not up: a skipped end-to-end test reads as a passing one in CI.
+func TestMain(m *testing.M) {
+	if err := checkLab(); err != nil {
+		fmt.Fprintf(os.Stderr, "integration: the local stack is not usable: %v\n"+
+			"integration: run `make up`, then `make test-integration` (or `make test`, which starts and stops the stack itself)\n", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// checkLab asks every part of the stack whether it answers: Temporal, each
+// region's API server, and the lab's worker.
+func checkLab() error {
+	if os.Getenv("KEELSON_LAB") != "1" {
+		return fmt.Errorf("KEELSON_LAB is not 1: the tests find the stack through the variables `make test-integration` sets")
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		return err
+	}
+	for _, f := range []string{filepath.Join(envOr("KEELSON_BIN", filepath.Join(root, "bin")), "keelson")} {
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("%s is missing (make build)", f)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	address := envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233")
+	tc, err := control.Dial(ctx, control.DialOptions{Address: address, Namespace: "default", Wait: 10 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	if _, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		return fmt.Errorf("Temporal at %s fails its health check: %w", address, err)
+	}
+	kubeconfig := envOr("KEELSON_KUBECONFIG", filepath.Join(root, ".cache/lab/kubeconfig"))
+	for _, r := range regions {
+		cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+			&clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig},
+			&clientcmd.ConfigOverrides{CurrentContext: r}).ClientConfig()
+		if err != nil {
+			return fmt.Errorf("kubeconfig %s, context %s: %w", kubeconfig, r, err)
+		}
+		cfg.Timeout = 10 * time.Second
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		if _, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx); err != nil {
+			return fmt.Errorf("region %s's API server does not answer /readyz: %w", r, err)
+		}
+	}
+	scripts := envOr("KEELSON_LAB_SCRIPTS", filepath.Join(root, "infra/lab"))
+	if out, err := exec.Command(filepath.Join(scripts, "worker.sh"), "status").CombinedOutput(); err != nil {
+		return fmt.Errorf("the lab's worker is not ready: %s", strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// runTag makes this run's application names its own: Helm releases,
+// namespaces, Terraform working copies and workflow ids of one run never
+// meet those of an earlier run, of a run going on at the same time in
+// another checkout or terminal, or of the demo.
+var runTag = strconv.FormatInt(time.Now().UnixMilli()%(36*36*36*36*36*36), 36)
+
+// appName is the application name of one test in this run. When the test
+// passes, its namespaces and working copies are removed (KEELSON_KEEP=1
+// keeps them); a failed test's stay for a look.
+func (l *lab) appName(t *testing.T, prefix string) string {
+	t.Helper()
+	app := prefix + "-" + runTag
+	t.Cleanup(func() {
+		if t.Failed() || os.Getenv("KEELSON_KEEP") == "1" {
+			t.Logf("kept %s: namespace %s in every region, working copies in %s", app, app, filepath.Join(l.dir, "work", app))
+			return
+		}
+		for _, r := range regions {
+			_ = l.kube[r].CoreV1().Namespaces().Delete(context.Background(), app, metav1.DeleteOptions{})
+		}
+		_ = os.RemoveAll(filepath.Join(l.dir, "work", app))
+	})
+	return app
+}
 
 // lab is the running local stack, found through the variables that
 // `make test-integration` sets.
@@ -330,4 +418,113 @@ func (l *lab) pendingActivity(workflowID, activityType string) bool {
 func writeJSON(v any) string {
 	b, _ := json.MarshalIndent(v, "", "  ")
 	return string(b)
+}
+
+// waitPhaseCLI polls `keelson release status ID -o json`, as a script in CI
+// would, until the release reaches phase.
+func (l *lab) waitPhaseCLI(t *testing.T, id string, phase workflows.Phase, within time.Duration) *workflows.Status {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	last := ""
+	for time.Now().Before(deadline) {
+		out, code := l.keelson(t, "release", "status", id, "-o", "json")
+		if code == 0 {
+			var st workflows.Status
+			if err := json.Unmarshal([]byte(out), &st); err != nil {
+				t.Fatalf("keelson release status -o json: %v\n%s", err, out)
+			}
+			if st.Phase == phase {
+				return &st
+			}
+			if st.Phase.Done() {
+				t.Fatalf("release %s ended as %s (%s) while waiting for %s", id, st.Phase, st.Message, phase)
+			}
+		}
+		last = out
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("release %s did not reach %s within %s; last status:\n%s", id, phase, within, last)
+	return nil
+}
+
+// podTemplate is the version label and image of the app's Deployment's pod
+// template in region.
+func (l *lab) podTemplate(t *testing.T, region, app string) (versionLabel, image string) {
+	t.Helper()
+	d, err := l.kube[region].AppsV1().Deployments(app).Get(context.Background(), app, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("Deployment %s in %s: %v", app, region, err)
+	}
+	if cs := d.Spec.Template.Spec.Containers; len(cs) > 0 {
+		image = cs[0].Image
+	}
+	return d.Spec.Template.Labels["app.kubernetes.io/version"], image
+}
+
+// helmHistory is the app's Helm history in region as Keelson's Helm
+// activities read it (with the version each revision deployed).
+func (l *lab) helmHistory(t *testing.T, region, app string) []helm.Revision {
+	t.Helper()
+	h := &helm.Activities{Kubeconfig: l.kubeconfig}
+	revs, err := h.History(context.Background(), helm.Target{Region: region, KubeContext: region, Namespace: app, Release: app})
+	if err != nil {
+		t.Fatalf("Helm history of %s in %s: %v", app, region, err)
+	}
+	return revs
+}
+
+// retries lists the retried starts (attempt > 1) of activities of type
+// activityType in a workflow's history.
+func retries(events []*historypb.HistoryEvent, activityType string) []retried {
+	scheduled := map[int64]string{}
+	var out []retried
+	for _, e := range events {
+		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil {
+			scheduled[e.GetEventId()] = a.GetActivityType().GetName()
+		}
+		if a := e.GetActivityTaskStartedEventAttributes(); a != nil && scheduled[a.GetScheduledEventId()] == activityType && a.GetAttempt() > 1 {
+			out = append(out, retried{Attempt: a.GetAttempt(), At: e.GetEventTime().AsTime(), LastFailure: a.GetLastFailure().GetMessage()})
+		}
+	}
+	return out
+}
+
+type retried struct {
+	Attempt     int32
+	At          time.Time
+	LastFailure string
+}
+
+// pendingAttempt is the attempt and last start of the workflow's running
+// activity of that type, or 0 when there is none.
+func (l *lab) pendingAttempt(workflowID, activityType string) (int32, time.Time) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d, err := l.tc.DescribeWorkflowExecution(ctx, workflowID, "")
+	if err != nil {
+		return 0, time.Time{}
+	}
+	for _, pa := range d.PendingActivities {
+		if pa.GetActivityType().GetName() == activityType && pa.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED {
+			return pa.GetAttempt(), pa.GetLastStartedTime().AsTime()
+		}
+	}
+	return 0, time.Time{}
+}
+
+// processIn reports whether a process named name runs with its working
+// directory in dir: the demo stack's `sleep` provisioner in a region's
+// working copy is a Terraform apply caught in the middle.
+func processIn(name, dir string) bool {
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		comm, err := os.ReadFile(filepath.Join(p, "comm"))
+		if err != nil || strings.TrimSpace(string(comm)) != name {
+			continue
+		}
+		if cwd, err := os.Readlink(filepath.Join(p, "cwd")); err == nil && (cwd == dir || strings.HasPrefix(cwd, dir+"/")) {
+			return true
+		}
+	}
+	return false
 }

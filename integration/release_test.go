@@ -3,15 +3,15 @@ package integration
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"go.temporal.io/api/workflowservice/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/keelson-dev/keelson/workflows"
@@ -35,7 +35,7 @@ func revisionCounts(t *testing.T, l *lab, app string) map[string]int {
 // start, approve the gate, watch to the end; then a second version upgrades.
 func TestDemoReleaseThroughCLI(t *testing.T) {
 	l := newLab(t)
-	const app = "itdemo"
+	app := l.appName(t, "itdemo")
 	file := l.releaseFile(t, app, nil)
 	before := revisionCounts(t, l, app)
 
@@ -51,7 +51,7 @@ func TestDemoReleaseThroughCLI(t *testing.T) {
 			t.Fatalf("second start: exit %d, want the running release:\n%s", code, out)
 		}
 
-		st := l.waitPhase(t, id, workflows.PhaseAwaitGate, 3*time.Minute)
+		st := l.waitPhaseCLI(t, id, workflows.PhaseAwaitGate, 3*time.Minute)
 		if st.Gate == nil || st.Gate.Name != "promote-to-rest" {
 			t.Fatalf("gate at the gate: %+v", st.Gate)
 		}
@@ -84,6 +84,9 @@ func TestDemoReleaseThroughCLI(t *testing.T) {
 			if v := l.deployedVersion(t, r, app); v != version {
 				t.Errorf("%s: ConfigMap carries version %q, want %q", r, v, version)
 			}
+			if label, image := l.podTemplate(t, r, app); label != version || !strings.HasSuffix(image, ":"+version) {
+				t.Errorf("%s: Deployment's pod template has version label %q and image %q, want version %s", r, label, image, version)
+			}
 			if n := l.readyReplicas(t, r, app); n != 1 {
 				t.Errorf("%s: %d ready replicas, want 1", r, n)
 			}
@@ -108,30 +111,17 @@ func TestDemoReleaseThroughCLI(t *testing.T) {
 	}
 }
 
-// killWorker sends SIGKILL to the lab's worker, as a crashed node would.
-func (l *lab) killWorker(t *testing.T) {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(l.dir, "worker.pid"))
-	if err != nil {
-		t.Fatalf("worker pid: %v", err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil {
-		t.Fatalf("worker pid %q: %v", raw, err)
-	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatalf("kill -9 %d: %v", pid, err)
-	}
-	t.Logf("worker %d killed with SIGKILL", pid)
-}
-
-// TestWorkerCrashMidActivity kills the worker twice during one release:
-// while the canary's Terraform apply runs, and while a second region's
-// Helm upgrade is half written. The release completes, and every region has
-// exactly one new Helm revision and one Terraform apply.
+// TestWorkerCrashMidActivity kills the worker with SIGKILL twice during one
+// release: (a) while the canary's Terraform apply runs (the stack's
+// apply_delay holds it in its `sleep` provisioner), and (b) while a region
+// of the second wave waits for readiness (a ResourceQuota in that region's
+// namespace keeps its pods from being created until the worker is dead).
+// The worker is started again each time, the release completes, and every
+// region has exactly one new Helm revision and one Terraform apply of the
+// version, while the region histories show the retried activities.
 func TestWorkerCrashMidActivity(t *testing.T) {
 	l := newLab(t)
-	const app = "itcrash"
+	app := l.appName(t, "itcrash")
 	file := l.releaseFile(t, app, func(doc map[string]any) {
 		delete(wave(doc, "rest"), "gate")
 		// The stack waits this long inside its apply: the window to kill in.
@@ -142,90 +132,108 @@ func TestWorkerCrashMidActivity(t *testing.T) {
 	// Whatever happens, leave the lab with a worker (start is idempotent).
 	t.Cleanup(func() { l.script(t, "worker.sh", "start") })
 
-	id := l.start(t, file, version)
-
-	// Crash 1: Terraform apply in flight in us-east-1.
-	canary := workflows.RegionID(id, "us-east-1")
-	deadline := time.Now().Add(2 * time.Minute)
-	for !l.pendingActivity(canary, "Apply") {
-		if time.Now().After(deadline) {
-			t.Fatal("the canary's Terraform apply never showed as running")
-		}
-		time.Sleep(100 * time.Millisecond)
+	// The hold for crash (b): no pod may be created in eu-west-1's namespace.
+	ctx := context.Background()
+	kube := l.kube["eu-west-1"]
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: app}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second) // well inside the apply's 8 s wait
-	l.killWorker(t)
-	time.Sleep(time.Second)
-	restart1 := time.Now()
+	hold := &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Name: "hold-pods"},
+		Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("0")}},
+	}
+	if _, err := kube.CoreV1().ResourceQuotas(app).Create(ctx, hold, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create the pod hold in eu-west-1: %v", err)
+	}
+	t.Cleanup(func() { _ = kube.CoreV1().ResourceQuotas(app).Delete(ctx, hold.Name, metav1.DeleteOptions{}) })
+
+	begin := time.Now()
+	id := l.start(t, file, version)
+	canary := workflows.RegionID(id, "us-east-1")
+	second := workflows.RegionID(id, "eu-west-1")
+
+	// Crash (a): the child's pending activity says Apply has started, and
+	// the provisioner's sleep in the working copy says Terraform is inside
+	// the apply.
+	workCopy := filepath.Join(l.dir, "work", app, "us-east-1")
+	waitUntil(t, 2*time.Minute, 50*time.Millisecond, "the canary's Terraform apply to run", func() bool {
+		n, _ := l.pendingAttempt(canary, "Apply")
+		return n > 0 && processIn("sleep", workCopy)
+	})
+	killA := time.Now()
+	l.script(t, "worker.sh", "kill9")
+	if processIn("terraform", workCopy) {
+		t.Log("a Terraform orphaned by the kill still runs in the canary's working copy (the retry must cope)")
+	}
+	restartA := time.Now()
 	l.script(t, "worker.sh", "start")
 
-	// Crash 2: Helm upgrade half written in eu-west-1 (Helm's storage holds
-	// the new revision as pending-upgrade while it applies the manifests).
-	ns := app
-	status := "pending-upgrade"
-	if before["eu-west-1"] == 0 {
-		status = "pending-install"
+	// Crash (b): eu-west-1's readiness wait is running, held by the quota.
+	waitUntil(t, 3*time.Minute, 50*time.Millisecond, "eu-west-1's readiness wait to run", func() bool {
+		n, _ := l.pendingAttempt(second, "WaitReady")
+		return n > 0
+	})
+	time.Sleep(time.Second) // inside the wait, not at its first instant
+	killB := time.Now()
+	l.script(t, "worker.sh", "kill9")
+	if err := kube.CoreV1().ResourceQuotas(app).Delete(ctx, hold.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatalf("lift the pod hold in eu-west-1: %v", err)
 	}
-	deadline = time.Now().Add(3 * time.Minute)
-	for {
-		secrets, err := l.kube["eu-west-1"].CoreV1().Secrets(ns).List(context.Background(),
-			metav1.ListOptions{LabelSelector: "owner=helm,name=" + app + ",status=" + status})
-		if err == nil && len(secrets.Items) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("eu-west-1's Helm upgrade never showed as %s", status)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	l.killWorker(t)
-	time.Sleep(time.Second)
-	restart2 := time.Now()
+	restartB := time.Now()
 	l.script(t, "worker.sh", "start")
 
 	res := l.result(t, id, 5*time.Minute)
+	t.Logf("release %s with two worker crashes: %s", id, time.Since(begin).Round(time.Millisecond))
 	if res.Phase != workflows.PhaseSucceeded {
 		t.Fatalf("release after two crashes: %s", writeJSON(res))
 	}
 	for _, r := range regions {
+		revs := l.helmHistory(t, r, app)
+		if len(revs) != before[r]+1 {
+			t.Errorf("%s: %d Helm revisions, want exactly one new (%d): %+v", r, len(revs), before[r]+1, revs)
+		}
 		if n := len(l.helmRevisions(t, r, app)); n != before[r]+1 {
-			t.Errorf("%s: %d Helm revisions, want exactly one new (%d)", r, n, before[r]+1)
+			t.Errorf("%s: %d Helm storage Secrets, want %d", r, n, before[r]+1)
+		}
+		if last := revs[len(revs)-1]; last.Version != version || last.Status != "deployed" {
+			t.Errorf("%s: latest revision %d is %s of %q, want deployed %s", r, last.Revision, last.Status, last.Version, version)
 		}
 		if v := l.deployedVersion(t, r, app); v != version {
 			t.Errorf("%s: deployed version %q, want %q", r, v, version)
 		}
 		if n := l.applies(t, r, app, version); n != 1 {
-			t.Errorf("%s: %d Terraform applies of %s recorded, want exactly 1", r, n, version)
+			t.Errorf("%s: %d Terraform applies of %s recorded in applies.log, want exactly 1", r, n, version)
 		}
 	}
 	// The histories show the retried activities, and how soon after the
 	// worker came back they started again.
 	for _, c := range []struct {
-		region   string
-		activity string
-		restart  time.Time
-	}{{"us-east-1", "Apply", restart1}, {"eu-west-1", "Upgrade", restart2}} {
-		retried := time.Time{}
-		events := l.history(t, workflows.RegionID(id, c.region))
-		scheduled := map[int64]string{}
-		for _, e := range events {
-			if a := e.GetActivityTaskScheduledEventAttributes(); a != nil {
-				scheduled[e.GetEventId()] = a.GetActivityType().GetName()
-			}
-			if a := e.GetActivityTaskStartedEventAttributes(); a != nil && scheduled[a.GetScheduledEventId()] == c.activity && a.GetAttempt() > 1 {
-				retried = e.GetEventTime().AsTime()
-			}
-		}
-		if c.region == "us-east-1" && retried.IsZero() {
-			t.Errorf("%s: no retried %s in the history", c.region, c.activity)
+		region, workflowID, activity string
+		kill, restart                time.Time
+	}{
+		{"us-east-1", canary, "Apply", killA, restartA},
+		{"eu-west-1", second, "WaitReady", killB, restartB},
+	} {
+		rs := retries(l.history(t, c.workflowID), c.activity)
+		if len(rs) == 0 {
+			t.Errorf("%s: no retried %s (ActivityTaskStarted with attempt > 1) in %s's history", c.region, c.activity, c.workflowID)
 			continue
 		}
-		if retried.IsZero() {
-			// The kill may land after Upgrade returned, during readiness.
-			t.Logf("%s: %s finished before the kill; the retry was of a later step", c.region, c.activity)
-			continue
+		r := rs[len(rs)-1]
+		t.Logf("%s: %s attempt %d started %s after the worker's restart (%s after the SIGKILL); previous attempt: %s",
+			c.region, c.activity, r.Attempt, r.At.Sub(c.restart).Round(time.Millisecond), r.At.Sub(c.kill).Round(time.Millisecond), r.LastFailure)
+	}
+}
+
+// waitUntil polls cond until it holds, failing the test after within.
+func waitUntil(t *testing.T, within, every time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s", within, what)
 		}
-		t.Logf("%s: retried %s started %s after the worker's restart", c.region, c.activity, retried.Sub(c.restart).Round(time.Millisecond))
+		time.Sleep(every)
 	}
 }
 
@@ -233,7 +241,7 @@ func TestWorkerCrashMidActivity(t *testing.T) {
 // bakes and starts it again on the same SQLite file; the release completes.
 func TestTemporalRestartMidBake(t *testing.T) {
 	l := newLab(t)
-	const app = "itrestart"
+	app := l.appName(t, "itrestart")
 	file := l.releaseFile(t, app, func(doc map[string]any) {
 		delete(wave(doc, "rest"), "gate")
 		wave(doc, "canary")["bake"] = "20s"
@@ -267,7 +275,7 @@ func TestTemporalRestartMidBake(t *testing.T) {
 // revision, and the other regions are never touched.
 func TestFailingRegionRollsBack(t *testing.T) {
 	l := newLab(t)
-	const app = "itfail"
+	app := l.appName(t, "itfail")
 	file := l.releaseFile(t, app, func(doc map[string]any) {
 		delete(wave(doc, "rest"), "gate")
 		doc["readiness"] = map[string]any{"timeout": "15s"}
@@ -297,6 +305,19 @@ func TestFailingRegionRollsBack(t *testing.T) {
 	}
 	if v := l.deployedVersion(t, "us-east-1", app); v != good {
 		t.Errorf("us-east-1 runs %q after the rollback, want %q", v, good)
+	}
+	// Helm's last revision is the rollback, with the good version's values,
+	// and the one before it the bad upgrade.
+	hist := l.helmHistory(t, "us-east-1", app)
+	if n := len(hist); n < 2 {
+		t.Fatalf("us-east-1: Helm history %+v", hist)
+	}
+	last, prev := hist[len(hist)-1], hist[len(hist)-2]
+	if last.Version != good || last.Status != "deployed" || !strings.Contains(last.Description, "Rollback to") || last.Revision != canary.RolledBackTo {
+		t.Errorf("us-east-1: last revision %+v, want the rollback (revision %d) to %s", last, canary.RolledBackTo, good)
+	}
+	if prev.Version != bad {
+		t.Errorf("us-east-1: revision %d has version %q, want the bad upgrade %q", prev.Revision, prev.Version, bad)
 	}
 	for _, r := range regions[1:] {
 		if n := len(l.helmRevisions(t, r, app)); n != before[r] {

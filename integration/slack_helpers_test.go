@@ -26,6 +26,7 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"gopkg.in/yaml.v3"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/slack-go/slack"
 
@@ -40,12 +41,22 @@ import (
 // Slack API pointed at a slackfake workspace in the test process, so the
 // lab's worker (which other tests kill) never sees their releases.
 const (
-	slackTaskQueue = "keelson-slack-it"
-	slackSecret    = "keelson-slack-it-signing-secret"
-	slackBotToken  = "xoxb-keelson-slack-it"
-	slackApprover  = "U0APPROVER"
-	slackStranger  = "U0STRANGER"
+	slackSecret   = "keelson-slack-it-signing-secret"
+	slackBotToken = "xoxb-keelson-slack-it"
+	slackApprover = "U0APPROVER"
+	slackStranger = "U0STRANGER"
 )
+
+// slackRun tells this test process's task queue and applications apart
+// from those of another run of the same tests on the same lab (two people
+// running `go test` at once), whose worker would otherwise take our tasks.
+var slackRun = fmt.Sprintf("%04x", (os.Getpid()^int(time.Now().UnixNano()))&0xffff)
+
+// slackTaskQueue is the Slack tests' own task queue.
+var slackTaskQueue = "keelson-slack-it-" + slackRun
+
+// slackApp is a test's application name: its Helm release and namespace.
+func slackApp(name string) string { return "slackit-" + name + "-" + slackRun }
 
 // slackEnv is one test's Slack world: the lab, a fake workspace, a worker
 // process of our own, and a release client on our task queue.
@@ -253,6 +264,21 @@ func slackReleaseFile(t *testing.T, l *lab, app, channel string, waves []slackWa
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The namespaces go at the end, so that runs do not pile them up in the
+	// lab's clusters (after the release was stopped: cleanups run last first).
+	t.Cleanup(func() {
+		for _, w := range waves {
+			ns := w.Namespace
+			if ns == "" {
+				ns = app
+			}
+			if cs := l.kube[w.KubeContext]; cs != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_ = cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+				cancel()
+			}
+		}
+	})
 	path := filepath.Join(t.TempDir(), app+".yaml")
 	if err := os.WriteFile(path, out, 0o644); err != nil {
 		t.Fatal(err)
