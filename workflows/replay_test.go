@@ -17,7 +17,7 @@ import (
 // under: Release derives its children's IDs from its own, so a replay must
 // run under the original ID.
 var recorded = map[string]string{
-	"release-demo-gate.json":    "release-itdemo-2.303009.0",         // two waves, a gate approved from the CLI
+	"release-demo-gate.json":    "release-itdemo-2.303009.0", // two waves, a gate approved from the CLI
 	"region-demo.json":          "release-itdemo-2.303009.0/eu-west-1",
 	"release-rollback.json":     "release-itfail-2.303029.0-unready", // readiness failed, canary rolled back
 	"release-worker-crash.json": "release-itcrash-1.303278.0",        // worker killed twice with SIGKILL
