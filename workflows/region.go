@@ -296,7 +296,12 @@ func (r *regionImpl) bake(ctx workflow.Context) error {
 	if r.in.Bake <= 0 || r.promoted {
 		return nil
 	}
-	wctx, cancel := workflow.WithCancel(ctx)
+	wctx, cancelCtx := workflow.WithCancel(ctx)
+	// Once the bake is over (or promoted, or aborted), the probes are asked
+	// to stop; whatever they end with after that, a timeout of an activity
+	// whose worker died meanwhile included, is not a health failure.
+	stopping := false
+	cancel := func() { stopping = true; cancelCtx() }
 	r.cancelWait = cancel
 	defer func() { r.cancelWait = nil }()
 	defer cancel()
@@ -323,7 +328,7 @@ func (r *regionImpl) bake(ctx workflow.Context) error {
 			probeDone = true
 			var out health.CheckResult
 			if err := f.Get(ctx, &out); err != nil {
-				if !temporal.IsCanceledError(err) {
+				if !stopping && !timerDone && !temporal.IsCanceledError(err) {
 					bakeErr = err
 				}
 				return

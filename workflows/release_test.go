@@ -633,3 +633,4 @@ func (s *releaseSuite) TestSlackGateMessageRemindersAndClose() {
 	last := replies[len(replies)-1]
 	s.Contains(last.Text, "Release finished: succeeded")
 }
+
