@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -407,15 +408,22 @@ func TestSlackApprovalSurvivesWorkerRestart(t *testing.T) {
 		// The approval either reached the release before the kill or it
 		// is lost: the button was acknowledged, so Slack will not send it
 		// again, and the approver was told nothing.
-		deadline := time.Now().Add(20 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		for {
-			st := e.status(t, id)
-			if len(st.Approvals) > 0 || st.Phase != workflows.PhaseAwaitGate {
+			// Right after a SIGKILL a query may time out (the workflow's
+			// sticky queue belonged to the dead worker): ask again.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			st, err := e.ctl.Status(ctx, id)
+			cancel()
+			if err == nil && (len(st.Approvals) > 0 || st.Phase != workflows.PhaseAwaitGate) {
 				break
 			}
 			if time.Now().After(deadline) {
+				if err != nil {
+					t.Fatalf("status of %s after the restart: %v", id, err)
+				}
 				t.Fatalf("the approval was lost: the worker answered 200 to the signed click and was killed before it "+
-					"sent the approve Update; 20s after the restart the release still waits at its gate (%s). "+
+					"sent the approve Update; 30s after the restart the release still waits at its gate (%s). "+
 					"worker/slackhook answers Slack before the Update is accepted (Handler.blockActions -> goAnswer).", st.Message)
 			}
 			time.Sleep(200 * time.Millisecond)

@@ -633,4 +633,3 @@ func (s *releaseSuite) TestSlackGateMessageRemindersAndClose() {
 	last := replies[len(replies)-1]
 	s.Contains(last.Text, "Release finished: succeeded")
 }
-
