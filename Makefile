@@ -13,7 +13,7 @@ VERSION   ?= 1.0.0
 # Every package but the end-to-end tests, which need the running lab.
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/integration')
 
-.PHONY: build lab-build up down status clean-lab demo test test-unit test-integration lint bench
+.PHONY: build lab-build up down status clean-lab demo test test-unit test-integration lint bench bench-slack
 
 build: ## the CLI (bin/keelson) and the worker (bin/keelson-worker)
 	$(GO) build -o bin/keelson ./starter
@@ -73,6 +73,11 @@ test-integration:
 lint:
 	$(GO) vet ./...
 	$(GO) run go.temporal.io/sdk/contrib/tools/workflowcheck ./workflows/...
+
+# The time from a signed Slack callback to the release's next activity,
+# over 100 approvals (needs `make up`).
+bench-slack:
+	infra/bench/slack-approval.sh
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(UNIT_PKGS)

@@ -85,7 +85,11 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 		if srv, err = serve(cfg.HTTPAddr, probes.mux, log); err != nil {
 			return fmt.Errorf("--http-addr %s: %w (another worker on this machine? set --http-addr or KEELSON_HTTP_ADDR; empty disables the server)", cfg.HTTPAddr, err)
 		}
-		defer shutdownHTTP(srv, log)
+		defer func() {
+			if srv != nil {
+				shutdownHTTP(srv, log)
+			}
+		}()
 	}
 
 	tc, err := control.Dial(ctx, control.DialOptions{
@@ -126,14 +130,12 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 	w.RegisterActivity(&helm.Activities{Kubeconfig: cfg.Kubeconfig, Logger: log.With("activities", "helm")})
 	w.RegisterActivity(&health.Activities{})
 
+	var hook *slackhook.Handler
 	if slackCfg.Enabled() {
 		ctl := &control.Client{T: tc, Namespace: cfg.Namespace, TaskQueue: cfg.TaskQueue, UIBaseURL: cfg.UIURL, Address: cfg.TemporalAddress}
-		hook, err := mountSlack(ctx, cfg, slackCfg, ctl, w, probes.mux, srv != nil, log)
-		if err != nil {
+		if hook, err = mountSlack(ctx, cfg, slackCfg, ctl, w, probes.mux, srv != nil, log); err != nil {
 			return err
 		}
-		// Answers already accepted finish before the process exits.
-		defer hook.Wait()
 	}
 
 	if err := w.Start(); err != nil {
@@ -145,6 +147,15 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 	<-ctx.Done()
 	log.Info("stopping: signal received", "grace", stopTimeout)
 	probes.ready.Store(false)
+	// In this order: no new Slack clicks, then the answers in flight reach
+	// Temporal, then the worker stops (the client closes last, deferred).
+	if srv != nil {
+		shutdownHTTP(srv, log)
+		srv = nil
+	}
+	if hook != nil {
+		hook.Wait()
+	}
 	w.Stop()
 	log.Info("worker stopped")
 	return nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/slack-go/slack"
 
@@ -91,7 +92,7 @@ func (h *Handler) blockActions(ic slack.InteractionCallback) error {
 			continue
 		}
 		if c.approve {
-			h.goAnswer(c)
+			h.answerNow(c)
 		} else {
 			h.goAskReason(c, ic.TriggerID)
 		}
@@ -134,18 +135,24 @@ func (h *Handler) viewSubmission(ic slack.InteractionCallback) (any, error) {
 		h.log.Info("slack reject submission delivered again: ignored", "release", c.action.ReleaseID, "gate", c.action.Gate, "user", c.userID)
 		return nil, nil
 	}
-	h.goAnswer(c)
+	h.answerNow(c)
 	return nil, nil // an empty 200 closes the modal
 }
 
-func (h *Handler) goAnswer(c click) {
+// answerSlack bounds how long a click waits for its Update before Slack
+// gets its 200: Slack gives up on a callback after three seconds.
+const answerSlack = 2500 * time.Millisecond
+
+// answerNow sends the Update before Slack's request is acknowledged: once
+// Slack has its 200 it never sends the click again, so an answer still in
+// a goroutine when the worker dies would be lost. Without a 200 (the
+// worker died first), Slack retries and the next worker answers.
+func (h *Handler) answerNow(c click) {
 	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
-		defer cancel()
-		h.answer(ctx, c)
-	}()
+	defer h.wg.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), min(h.timeout, answerSlack))
+	defer cancel()
+	h.answer(ctx, c)
 }
 
 func (h *Handler) goAskReason(c click, triggerID string) {

@@ -1,0 +1,183 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"testing"
+	"time"
+
+	historypb "go.temporal.io/api/history/v1"
+
+	"github.com/keelson-dev/keelson/workflows"
+)
+
+// TestSlackBenchApprovalLatency measures, over many approvals, the time from
+// a signed Slack callback arriving at the worker to the release's next step:
+// the approve Update accepted in the release's history, the region's child
+// workflow started, and its first activity (the Helm upgrade) scheduled and
+// started. Releases have many small waves, one region each (no Terraform,
+// no health checks, one replica), each behind a gate approved from Slack.
+//
+// It is a measurement, not a test of the product, and runs only with
+// KEELSON_BENCH=1 (infra/bench/slack-approval.sh sets it):
+//
+//	KEELSON_BENCH_RELEASES (5) releases in parallel of KEELSON_BENCH_WAVES (20) gated waves.
+func TestSlackBenchApprovalLatency(t *testing.T) {
+	if os.Getenv("KEELSON_BENCH") != "1" {
+		t.Skip("a measurement: set KEELSON_BENCH=1 (infra/bench/slack-approval.sh)")
+	}
+	releases := slackEnvInt(t, "KEELSON_BENCH_RELEASES", 5)
+	waves := slackEnvInt(t, "KEELSON_BENCH_WAVES", 20)
+	e := newSlackEnv(t)
+	const channel = "CSLACKBENCH"
+	contexts := []string{"us-east-1", "eu-west-1", "ap-southeast-1"}
+
+	type release struct {
+		id, app string
+		regions map[string]string // gate -> region
+	}
+	var rels []release
+	for i := range releases {
+		app := slackApp(fmt.Sprintf("bench%d", i))
+		var ws []slackWave
+		regions := map[string]string{}
+		for w := range waves {
+			name := fmt.Sprintf("w%03d", w)
+			region := fmt.Sprintf("r%03d", w)
+			ws = append(ws, slackWave{Name: name, Region: region, KubeContext: contexts[(i+w)%len(contexts)], Gate: true})
+			regions["before-"+name] = region
+		}
+		file := slackReleaseFile(t, e.lab, app, channel, ws)
+		rels = append(rels, release{id: e.slackStart(t, file, slackVersion()), app: app, regions: regions})
+	}
+
+	// Click Approve on every open gate message as soon as it appears, and
+	// note when each signed callback was sent.
+	total := releases * waves
+	sent := map[string]time.Time{} // release/gate -> callback sent
+	var acks []time.Duration
+	started := time.Now()
+	deadline := started.Add(time.Duration(total) * 20 * time.Second)
+	for len(sent) < total {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d gates answered by %s", len(sent), total, deadline.Format(time.RFC3339))
+		}
+		for _, r := range rels {
+			for gate := range r.regions {
+				key := r.id + "/" + gate
+				if _, done := sent[key]; done {
+					continue
+				}
+				m, open, found := slackGateMessage(e.ws, channel, r.id, gate)
+				if !found || !open {
+					continue
+				}
+				req := slackSigned(slackClick(slackApprover, channel, m.TS, r.id, gate, true), slackSecret, time.Now())
+				t0 := time.Now()
+				code, body := slackPost(t, e.worker.url(), req)
+				if code != http.StatusOK {
+					t.Fatalf("approve %s: %d %q", key, code, body)
+				}
+				sent[key] = t0
+				acks = append(acks, time.Since(t0))
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, r := range rels {
+		if res := e.result(t, r.id, 5*time.Minute); res.Phase != workflows.PhaseSucceeded || len(res.Approvals) != waves {
+			t.Fatalf("release %s ended %s (%s) with %d approvals", r.id, res.Phase, res.Reason, len(res.Approvals))
+		}
+	}
+	wall := time.Since(started)
+
+	var accepted, childStarted, scheduled, actStarted []time.Duration
+	for _, r := range rels {
+		for _, ev := range slackHistory(t, e.lab.tc, r.id) {
+			a := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes()
+			if a == nil || a.GetAcceptedRequest().GetInput().GetName() != workflows.UpdateApprove {
+				continue
+			}
+			var ans workflows.GateAnswer
+			if args := a.GetAcceptedRequest().GetInput().GetArgs().GetPayloads(); len(args) == 1 {
+				_ = json.Unmarshal(args[0].GetData(), &ans)
+			}
+			t0, ok := sent[r.id+"/"+ans.Gate]
+			if !ok {
+				t.Fatalf("approval of %q in %s matches no callback", ans.Gate, r.id)
+			}
+			accepted = append(accepted, ev.GetEventTime().AsTime().Sub(t0))
+			child := slackHistory(t, e.lab.tc, workflows.RegionID(r.id, r.regions[ans.Gate]))
+			childStarted = append(childStarted, child[0].GetEventTime().AsTime().Sub(t0))
+			if s, st := slackFirstActivity(child); s != nil {
+				scheduled = append(scheduled, s.GetEventTime().AsTime().Sub(t0))
+				if st != nil {
+					actStarted = append(actStarted, st.GetEventTime().AsTime().Sub(t0))
+				}
+			}
+		}
+	}
+	if len(accepted) != total || len(actStarted) != total {
+		t.Fatalf("measured %d accepted Updates and %d started activities, want %d", len(accepted), len(actStarted), total)
+	}
+	t.Logf("%d approvals from Slack (%d releases x %d gated waves) in %s, one worker, task queue %s", total, releases, waves, wall.Round(time.Second), slackTaskQueue)
+	t.Logf("%-58s %s", "from the signed callback sent to", "p50 / p95 / max")
+	for _, row := range []struct {
+		name string
+		ds   []time.Duration
+	}{
+		{"the worker's HTTP answer (200) received", acks},
+		{"approve Update accepted in the release's history", accepted},
+		{"region child workflow started", childStarted},
+		{"next activity (helm Upgrade) scheduled", scheduled},
+		{"next activity (helm Upgrade) started", actStarted},
+	} {
+		p50, p95, worst := slackPercentiles(row.ds)
+		t.Logf("%-58s %s / %s / %s", row.name, p50, p95, worst)
+	}
+}
+
+// slackFirstActivity is the first ActivityTaskScheduled event of a history
+// and its ActivityTaskStarted event (whose time is when a worker took it).
+func slackFirstActivity(events []*historypb.HistoryEvent) (scheduled, started *historypb.HistoryEvent) {
+	for _, ev := range events {
+		if scheduled == nil && ev.GetActivityTaskScheduledEventAttributes() != nil {
+			scheduled = ev
+			continue
+		}
+		if a := ev.GetActivityTaskStartedEventAttributes(); scheduled != nil && a != nil && a.GetScheduledEventId() == scheduled.GetEventId() {
+			return scheduled, ev
+		}
+	}
+	return scheduled, nil
+}
+
+func slackPercentiles(ds []time.Duration) (p50, p95, worst time.Duration) {
+	if len(ds) == 0 {
+		return 0, 0, 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	at := func(q float64) time.Duration {
+		i := int(q*float64(len(s))+0.5) - 1
+		return s[min(max(i, 0), len(s)-1)].Round(100 * time.Microsecond)
+	}
+	return at(0.50), at(0.95), s[len(s)-1].Round(100 * time.Microsecond)
+}
+
+func slackEnvInt(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
+}
