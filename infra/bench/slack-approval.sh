@@ -21,5 +21,5 @@ KUBECONFIG=$lab/kubeconfig \
 TEMPORAL_ADDRESS=${TEMPORAL_ADDRESS:-127.0.0.1:7233} \
 TF_CLI_CONFIG_FILE=$lab/terraformrc \
 PATH=$lab/bin:$root/bin:$PATH \
-go test -count=1 -timeout 30m -run '^TestSlackBenchApprovalLatency$' -v ./integration/ |
+go test -tags bench -count=1 -timeout 30m -run '^TestSlackBenchApprovalLatency$' -v ./integration/ |
 	grep -E 'slack_bench_test.go|^(--- |ok|FAIL)' | sed 's/^ *slack_bench_test.go:[0-9]*: //'
