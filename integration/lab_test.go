@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -527,4 +528,23 @@ func processIn(name, dir string) bool {
 		}
 	}
 	return false
+}
+
+// killWorker kills the lab's worker with SIGKILL (worker.sh kill9) and
+// waits until its probe port is closed. kill9 returns when the worker's
+// main thread is a zombie, but its other threads may still be exiting and
+// holding the listening socket for a few milliseconds, and a start in that
+// window refuses the port as another process's.
+func (l *lab) killWorker(t *testing.T) {
+	t.Helper()
+	l.script(t, "worker.sh", "kill9")
+	addr := "127.0.0.1:" + envOr("KEELSON_WORKER_HTTP_PORT", "8095")
+	waitUntil(t, 10*time.Second, 20*time.Millisecond, "the killed worker's port "+addr+" to close", func() bool {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return true
+		}
+		c.Close()
+		return false
+	})
 }

@@ -161,7 +161,7 @@ func TestWorkerCrashMidActivity(t *testing.T) {
 		return n > 0 && processIn("sleep", workCopy)
 	})
 	killA := time.Now()
-	l.script(t, "worker.sh", "kill9")
+	l.killWorker(t)
 	if processIn("terraform", workCopy) {
 		t.Log("a Terraform orphaned by the kill still runs in the canary's working copy (the retry must cope)")
 	}
@@ -175,7 +175,7 @@ func TestWorkerCrashMidActivity(t *testing.T) {
 	})
 	time.Sleep(time.Second) // inside the wait, not at its first instant
 	killB := time.Now()
-	l.script(t, "worker.sh", "kill9")
+	l.killWorker(t)
 	if err := kube.CoreV1().ResourceQuotas(app).Delete(ctx, hold.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatalf("lift the pod hold in eu-west-1: %v", err)
 	}

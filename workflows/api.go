@@ -149,6 +149,9 @@ type RegionStatus struct {
 	Error            string        `json:"error,omitempty"`
 	Started          time.Time     `json:"started,omitempty"`
 	Duration         time.Duration `json:"duration,omitempty"`
+	// Seq orders a region's progress reports: signals sent in one workflow
+	// task may arrive in any order, and the release keeps the newest.
+	Seq int `json:"seq,omitempty"`
 }
 
 // GateStatus is the gate waiting for an answer.

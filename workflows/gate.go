@@ -289,7 +289,9 @@ func (r *releaseImpl) setHandlers(ctx workflow.Context) error {
 		var s RegionStatus
 		payload.Receive(ctx, &s)
 		rs := r.regions[s.Region]
-		if rs == nil {
+		if rs == nil || s.Seq < rs.Seq || rs.Phase.Done() {
+			// An older report overtaken by a newer one, or one arriving
+			// after the region's result was recorded.
 			return
 		}
 		*rs = s

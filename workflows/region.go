@@ -201,6 +201,7 @@ func (r *regionImpl) finish(ctx workflow.Context, phase Phase, err error) *Regio
 func (r *regionImpl) report(ctx workflow.Context) {
 	r.status.PreviousRevision = r.result.PreviousRevision
 	r.status.Revision = r.result.Revision
+	r.status.Seq++
 	workflow.SetCurrentDetails(ctx, regionDetails(r.in, r.status))
 	parent := workflow.GetInfo(ctx).ParentWorkflowExecution
 	if parent == nil {

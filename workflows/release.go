@@ -299,6 +299,9 @@ func (r *releaseImpl) runWave(ctx workflow.Context, wi int, plans map[string]*te
 				r.results[name] = &res
 				rs := r.regions[name]
 				rs.Phase, rs.Error, rs.Duration = res.Phase, res.Error, res.Duration
+				if res.Phase == PhaseSucceeded {
+					rs.Step = StepDone
+				}
 				rs.PreviousRevision, rs.Revision = res.PreviousRevision, res.Revision
 				if res.Phase == PhaseFailed && failed == "" {
 					failed = fmt.Sprintf("region %s failed: %s", name, res.Error)

@@ -88,6 +88,10 @@ kill9() {
 	local pid; pid=$(cat "$WORKER_PID")
 	kill -KILL "$pid"
 	while proc_running "$pid"; do sleep 0.05; done
+	# Other threads of a killed process can hold its port a moment longer
+	# than its main thread lives: a start right after would find it taken.
+	local i=0
+	while port_open "$HTTP_PORT" && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
 	rm -f "$WORKER_PID"
 	lab_log "worker killed with SIGKILL (pid $pid)"
 }
