@@ -118,7 +118,9 @@ wait_nodes_held() {
 # write_kubeconfig: one file with one context per region, named like the
 # region, with certificates inlined so the file stands alone.
 write_kubeconfig() {
-	local files=() region tmp=$LAB_KUBECONFIG.tmp
+	local files=() region tmp
+	# A file of its own: two `make up` at once must not write the same one.
+	tmp=$(mktemp "$LAB_KUBECONFIG.XXXXXX")
 	for region in "${LAB_REGIONS[@]}"; do files+=("$KWOK_WORKDIR/$region.kubeconfig"); done
 	KUBECONFIG=$(IFS=:; echo "${files[*]}") "$LAB_BIN/kubectl" config view --flatten >"$tmp"
 	for region in "${LAB_REGIONS[@]}"; do
