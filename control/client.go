@@ -43,10 +43,22 @@ type StartResult struct {
 	URL      string
 }
 
+// StartOptions are the choices of `keelson release start`.
+type StartOptions struct {
+	StartedBy string
+	// Rerun allows starting again a release that already succeeded.
+	Rerun bool
+	// Supersede aborts the application's running release (and those
+	// queued before this one) so that this one goes next.
+	Supersede bool
+}
+
 // Start starts the release of spec at version, or returns the run already
 // going for the same application and version: a CI job that retries must not
-// deploy twice. A release that finished may be started again.
-func (c *Client) Start(ctx context.Context, spec *release.Spec, version, startedBy string) (StartResult, error) {
+// deploy twice. A release that already succeeded is refused unless
+// opts.Rerun; one that failed, was rolled back, rejected or aborted may be
+// started again.
+func (c *Client) Start(ctx context.Context, spec *release.Spec, version string, opts StartOptions) (StartResult, error) {
 	if spec == nil {
 		return StartResult{}, errors.New("start: no release spec")
 	}
@@ -57,14 +69,30 @@ func (c *Client) Start(ctx context.Context, spec *release.Spec, version, started
 	// was not made by Dial and so cannot report whether Start started.
 	runningBefore := ""
 	if d, err := c.T.DescribeWorkflowExecution(ctx, id, ""); err == nil {
-		if d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-			runningBefore = d.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+		info := d.GetWorkflowExecutionInfo()
+		switch info.GetStatus() {
+		case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+			runningBefore = info.GetExecution().GetRunId()
+		case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+			if !opts.Rerun {
+				if res, err := c.Result(ctx, id); err == nil && res.Phase == workflows.PhaseSucceeded {
+					return StartResult{}, &Error{Kind: ErrRefused, Message: fmt.Sprintf(
+						"start %s: this release already succeeded (finished %s, run %s); pass --rerun to release %s %s again",
+						id, res.Finished.UTC().Format("2006-01-02 15:04:05Z"), info.GetExecution().GetRunId(), spec.Application, version)}
+				}
+			}
 		}
 	} else if !isNotFound(err) {
 		return StartResult{}, c.translate(o, err)
 	}
+	if opts.Supersede && runningBefore == "" {
+		if err := c.supersede(ctx, spec.Application, id, opts.StartedBy); err != nil {
+			return StartResult{}, err
+		}
+	}
+	startedBy := opts.StartedBy
 
-	opts := client.StartWorkflowOptions{
+	sopts := client.StartWorkflowOptions{
 		ID:                       id,
 		TaskQueue:                c.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
@@ -79,7 +107,7 @@ func (c *Client) Start(ctx context.Context, spec *release.Spec, version, started
 	in := &workflows.ReleaseInput{Spec: *spec, Version: version, StartedBy: startedBy}
 
 	probe := &startProbe{}
-	run, err := c.T.ExecuteWorkflow(withStartProbe(ctx, probe), opts, workflows.Release, in)
+	run, err := c.T.ExecuteWorkflow(withStartProbe(ctx, probe), sopts, workflows.Release, in)
 	if err != nil {
 		return StartResult{}, c.translate(o, err)
 	}
@@ -90,6 +118,63 @@ func (c *Client) Start(ctx context.Context, spec *release.Spec, version, started
 		res.Existing = runningBefore != "" && runningBefore == res.RunID
 	}
 	return res, nil
+}
+
+// supersede aborts the release holding the application's lane and those
+// queued in it, so that the release started next goes first. Each abort
+// rolls back as the file's policy says; the new release then waits in the
+// lane until they have finished.
+func (c *Client) supersede(ctx context.Context, application, by, user string) error {
+	lane, err := c.Lane(ctx, application)
+	if err != nil {
+		return err
+	}
+	if lane == nil {
+		return nil
+	}
+	var ids []string
+	if lane.Holder != nil {
+		ids = append(ids, lane.Holder.ReleaseID)
+	}
+	for _, q := range lane.Queue {
+		ids = append(ids, q.ReleaseID)
+	}
+	for _, rid := range ids {
+		if rid == by {
+			continue
+		}
+		ctl := workflows.Control{User: user, Reason: "superseded by " + by, Via: "cli"}
+		if err := c.Control(ctx, rid, workflows.UpdateAbort, ctl); err != nil {
+			var e *Error
+			if errors.As(err, &e) && e.Kind == ErrRefused {
+				continue // finished or already stopping meanwhile
+			}
+			return fmt.Errorf("supersede %s: %w", rid, err)
+		}
+	}
+	return nil
+}
+
+// Lane returns the application's lane: which release holds it and which
+// wait. Nil when the application has no lane open (nothing running).
+func (c *Client) Lane(ctx context.Context, application string) (*workflows.LaneState, error) {
+	id := workflows.LaneID(application)
+	v, err := c.T.QueryWorkflow(ctx, id, "", workflows.QueryLane)
+	if isNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		var qf *serviceerror.QueryFailed
+		if errors.As(err, &qf) && strings.Contains(qf.Error(), "closed") {
+			return nil, nil
+		}
+		return nil, c.translate(op{name: "lane of", releaseID: id}, err)
+	}
+	var st workflows.LaneState
+	if err := v.Get(&st); err != nil {
+		return nil, fmt.Errorf("decode lane of %s: %w", application, err)
+	}
+	return &st, nil
 }
 
 // Summary is the one line the Web UI shows for a release:

@@ -304,7 +304,7 @@ func (e *slackEnv) slackStart(t *testing.T, file, version string) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := e.ctl.Start(ctx, spec, version, "slack-it")
+	res, err := e.ctl.Start(ctx, spec, version, control.StartOptions{StartedBy: "slack-it"})
 	if err != nil {
 		t.Fatalf("start %s %s: %v", spec.Application, version, err)
 	}

@@ -170,9 +170,29 @@ const (
 	RollbackNone RollbackPolicy = "none"
 )
 
+// FailedInstall says what happens to a region whose first install failed:
+// there is no earlier revision to roll back to.
+type FailedInstall string
+
+const (
+	// FailedInstallUninstall removes the failed release (its history is kept).
+	FailedInstallUninstall FailedInstall = "uninstall"
+	// FailedInstallKeep leaves it for a person to look at.
+	FailedInstallKeep FailedInstall = "keep"
+)
+
+// DefaultRollbackDeadline is how long a rollback is retried when the file
+// does not say: long enough to ride out an API server outage, short enough
+// that a region that cannot be reached ends the release with an error.
+const DefaultRollbackDeadline = time.Hour
+
 // Rollback is the release's rollback policy.
 type Rollback struct {
 	Policy RollbackPolicy `json:"policy,omitempty" yaml:"policy,omitempty"`
+	// Deadline bounds how long a region's rollback is retried.
+	Deadline Duration `json:"deadline,omitempty" yaml:"deadline,omitempty"`
+	// FailedInstall is uninstall (the default) or keep.
+	FailedInstall FailedInstall `json:"failedInstall,omitempty" yaml:"failedInstall,omitempty"`
 }
 
 // Notify names where a release reports its progress.

@@ -108,6 +108,14 @@ func validate(s *Spec) problems {
 	default:
 		ps.add("rollback.policy", "unknown policy %q (policies: %s, %s, %s)", s.Rollback.Policy, RollbackAuto, RollbackFailed, RollbackNone)
 	}
+	if s.Rollback.Deadline.Duration < 0 {
+		ps.add("rollback.deadline", "must not be negative")
+	}
+	switch s.Rollback.FailedInstall {
+	case "", FailedInstallUninstall, FailedInstallKeep:
+	default:
+		ps.add("rollback.failedInstall", "unknown value %q (values: %s, %s)", s.Rollback.FailedInstall, FailedInstallUninstall, FailedInstallKeep)
+	}
 	if s.Notify != nil && s.Notify.Slack != nil && s.Notify.Slack.Channel == "" {
 		ps.add("notify.slack.channel", "required field is missing")
 	}

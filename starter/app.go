@@ -27,7 +27,7 @@ const (
 // releases is what the commands need of a release backend; *control.Client
 // implements it, and tests give a fake.
 type releases interface {
-	Start(ctx context.Context, spec *release.Spec, version, startedBy string) (control.StartResult, error)
+	Start(ctx context.Context, spec *release.Spec, version string, opts control.StartOptions) (control.StartResult, error)
 	Answer(ctx context.Context, releaseID string, approve bool, a workflows.GateAnswer, opts ...control.UpdateOption) error
 	Control(ctx context.Context, releaseID, name string, c workflows.Control, opts ...control.UpdateOption) error
 	Status(ctx context.Context, releaseID string) (*workflows.Status, error)

@@ -41,7 +41,8 @@ func (f *fake) record(s string) {
 	f.calls = append(f.calls, s)
 }
 
-func (f *fake) Start(_ context.Context, spec *release.Spec, version, by string) (control.StartResult, error) {
+func (f *fake) Start(_ context.Context, spec *release.Spec, version string, o control.StartOptions) (control.StartResult, error) {
+	by := o.StartedBy
 	f.record("start " + spec.Application + " " + version + " by " + by)
 	return f.start, f.err
 }

@@ -26,15 +26,17 @@ const (
 
 func (a *app) startCmd() *cobra.Command {
 	var file, version string
-	var wait bool
+	var wait, rerun, supersede bool
 	cmd := &cobra.Command{
-		Use:   "start -f FILE --version V [--wait]",
+		Use:   "start -f FILE --version V [--wait] [--rerun] [--supersede]",
 		Short: "Start a release (or return the one already running)",
 		Args:  cobra.NoArgs,
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "release file (YAML)")
 	cmd.Flags().StringVar(&version, "version", "", "application version to release")
 	cmd.Flags().BoolVar(&wait, "wait", false, "show progress until the release finishes; exit 1 unless it succeeded")
+	cmd.Flags().BoolVar(&rerun, "rerun", false, "start again a release that already succeeded (a failure rolls back only what the re-run changed)")
+	cmd.Flags().BoolVar(&supersede, "supersede", false, "abort the application's running and queued releases (each rolls back by its policy), then start this one")
 	_ = cmd.MarkFlagRequired("file")
 	_ = cmd.MarkFlagRequired("version")
 	cmd.RunE = a.runE(func(cmd *cobra.Command, _ []string) error {
@@ -67,7 +69,7 @@ func (a *app) startCmd() *cobra.Command {
 		}
 		defer closeFn()
 		sctx, cancel := context.WithTimeout(ctx, callTimeout)
-		res, err := r.Start(sctx, spec, version, a.g.user)
+		res, err := r.Start(sctx, spec, version, control.StartOptions{StartedBy: a.g.user, Rerun: rerun, Supersede: supersede})
 		cancel()
 		if err != nil {
 			return err

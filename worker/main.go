@@ -23,6 +23,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/keelson-dev/keelson/activities/artifacts"
+	"github.com/keelson-dev/keelson/activities/coord"
 	"github.com/keelson-dev/keelson/activities/health"
 	"github.com/keelson-dev/keelson/activities/helm"
 	"github.com/keelson-dev/keelson/activities/slack"
@@ -120,6 +121,8 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 	w := worker.New(tc, cfg.TaskQueue, worker.Options{WorkerStopTimeout: stopTimeout})
 	w.RegisterWorkflow(workflows.Release)
 	w.RegisterWorkflow(workflows.RegionRollout)
+	w.RegisterWorkflow(workflows.Lane)
+	w.RegisterActivity(&coord.Activities{Client: tc})
 	w.RegisterActivity(&terraform.Activities{
 		Binary:    cfg.Terraform,
 		WorkDir:   cfg.WorkDir,

@@ -73,6 +73,7 @@ type Phase string
 
 const (
 	PhasePending     Phase = "pending"
+	PhaseQueued      Phase = "queued"
 	PhasePlanning    Phase = "planning"
 	PhaseAwaitGate   Phase = "awaiting-approval"
 	PhaseDeploying   Phase = "deploying"
@@ -116,6 +117,8 @@ type Control struct {
 	Reason string `json:"reason,omitempty"`
 	// Regions limits promote and rollback to these regions; empty means all.
 	Regions []string `json:"regions,omitempty"`
+	// Via says where the control came from: cli, slack, ui, cancel.
+	Via string `json:"via,omitempty"`
 }
 
 // Status is the answer of the status query.
@@ -129,6 +132,14 @@ type Status struct {
 	Waves       []WaveStatus `json:"waves"`
 	Gate        *GateStatus  `json:"gate,omitempty"`
 	Approvals   []Approval   `json:"approvals,omitempty"`
+	// Queue is set while the release waits for its application's lane.
+	Queue *QueueStatus `json:"queue,omitempty"`
+}
+
+// QueueStatus says what a queued release waits for.
+type QueueStatus struct {
+	Behind   string `json:"behind,omitempty"`
+	Position int    `json:"position,omitempty"`
 }
 
 // WaveStatus is one wave's state.
@@ -149,6 +160,8 @@ type RegionStatus struct {
 	Error            string        `json:"error,omitempty"`
 	Started          time.Time     `json:"started,omitempty"`
 	Duration         time.Duration `json:"duration,omitempty"`
+	// Changed is true once this run made a Helm revision in the region.
+	Changed bool `json:"changed,omitempty"`
 	// Seq orders a region's progress reports: signals sent in one workflow
 	// task may arrive in any order, and the release keeps the newest.
 	Seq int `json:"seq,omitempty"`
@@ -163,6 +176,18 @@ type GateStatus struct {
 	Groups    []string  `json:"groups,omitempty"`
 	Deadline  time.Time `json:"deadline"`
 	Escalated bool      `json:"escalated,omitempty"`
+	// Plans summarise each region's Terraform plan the gate approves.
+	Plans []GatePlan `json:"plans,omitempty"`
+	// Note says why the gate opened again (the plan changed after approval).
+	Note string `json:"note,omitempty"`
+}
+
+// GatePlan is one region's plan as shown at a gate.
+type GatePlan struct {
+	Region    string   `json:"region"`
+	Summary   string   `json:"summary"`
+	Destroyed []string `json:"destroyed,omitempty"`
+	Exceeds   []string `json:"exceeds,omitempty"`
 }
 
 // Approval records how a gate was answered.

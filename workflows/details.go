@@ -18,12 +18,32 @@ func releaseDetails(s *Status) string {
 		b.WriteString(fmt.Sprintf(" — %s", s.Message))
 	}
 	b.WriteString("\n\n")
+	if q := s.Queue; q != nil {
+		if q.Behind != "" {
+			b.WriteString(fmt.Sprintf("Queued behind **%s** (position %d in the lane of %s): one release of an application changes regions at a time\n\n", q.Behind, q.Position, s.Application))
+		} else {
+			b.WriteString(fmt.Sprintf("Waiting for the lane of %s\n\n", s.Application))
+		}
+	}
 	if g := s.Gate; g != nil {
 		b.WriteString(fmt.Sprintf("Gate **%s** before wave %s waits for approval until %s", g.Name, g.Wave, g.Deadline.UTC().Format(time.RFC3339)))
 		if len(g.Approvers)+len(g.Groups) > 0 {
 			b.WriteString(fmt.Sprintf(" (approvers: %s)", strings.Join(append(append([]string{}, g.Approvers...), prefixed("@", g.Groups)...), ", ")))
 		}
 		b.WriteString("\n\n")
+		if g.Note != "" {
+			b.WriteString(fmt.Sprintf("**Opened again**: %s\n\n", g.Note))
+		}
+		for _, p := range g.Plans {
+			b.WriteString(fmt.Sprintf("- %s: terraform %s", p.Region, p.Summary))
+			if len(p.Destroyed) > 0 {
+				b.WriteString(fmt.Sprintf(", **destroys** %s", strings.Join(p.Destroyed, ", ")))
+			}
+			b.WriteString("\n")
+		}
+		if len(g.Plans) > 0 {
+			b.WriteString("\n")
+		}
 	}
 	b.WriteString("| wave | region | phase | step | revision | health |\n|---|---|---|---|---|---|\n")
 	for _, w := range s.Waves {

@@ -24,7 +24,10 @@ func refuse(format string, args ...any) error {
 // runGate opens the wave's gate and waits for an answer, an abort or the
 // timeout (escalating once if the file says so). It reports whether the
 // release may go on.
-func (r *releaseImpl) runGate(ctx workflow.Context, wi int, plans map[string]*terraform.PlanResult) (bool, error) {
+//
+// note, when set, says why the gate opens again (its plan changed after an
+// approval); the gate then shows the new plans.
+func (r *releaseImpl) runGate(ctx workflow.Context, wi int, plans map[string]*terraform.PlanResult, note string) (bool, error) {
 	log := workflow.GetLogger(ctx)
 	wave := r.in.Spec.Waves[wi]
 	g := wave.Gate
@@ -43,11 +46,23 @@ func (r *releaseImpl) runGate(ctx workflow.Context, wi int, plans map[string]*te
 		Approvers: g.Approvers,
 		Groups:    g.ApproverGroups,
 		Deadline:  workflow.Now(ctx).Add(timeout),
+		Note:      note,
 	}}
+	if r.owned {
+		for _, region := range wave.Regions {
+			if p := plans[region]; p != nil {
+				r.gate.status.Plans = append(r.gate.status.Plans, GatePlan{Region: region, Summary: summaryLine(p.Summary), Destroyed: p.Summary.Destroyed})
+			}
+		}
+	}
 	defer func() { r.gate = nil; r.status.Gate = nil }()
 	r.status.Gate = &r.gate.status
 	r.setWavePhase(wi, PhaseAwaitGate)
-	r.setPhase(ctx, PhaseAwaitGate, fmt.Sprintf("gate %s before wave %s", name, wave.Name))
+	msgText := fmt.Sprintf("gate %s before wave %s", name, wave.Name)
+	if note != "" {
+		msgText += " (opened again: " + note + ")"
+	}
+	r.setPhase(ctx, PhaseAwaitGate, msgText)
 	log.Info("Gate open", "gate", name, "wave", wave.Name, "deadline", r.gate.status.Deadline)
 
 	msg := r.gateMessage(wi, plans)
@@ -233,7 +248,17 @@ func (r *releaseImpl) setHandlers(ctx workflow.Context) error {
 		}, func(ctx workflow.Context, c Control) {
 			r.signalChildren(ctx, SignalRegionPromote, c)
 		}},
-		{UpdateRollback, func(Control) error { return notDone() }, func(ctx workflow.Context, c Control) {
+		{UpdateRollback, func(c Control) error {
+			if err := notDone(); err != nil {
+				return err
+			}
+			for _, name := range c.Regions {
+				if r.regions[name] == nil {
+					return refuse("release %s has no region %s (regions: %s)", r.id, name, strings.Join(r.regionNames(), ", "))
+				}
+			}
+			return nil
+		}, func(ctx workflow.Context, c Control) {
 			r.manual = &c
 			r.signalChildren(ctx, SignalRegionAbort, c)
 		}},
@@ -285,6 +310,23 @@ func (r *releaseImpl) setHandlers(ctx workflow.Context) error {
 			r.answer(ctx, approve, a)
 		})
 	}
+	// The lane's answers (see lane.go).
+	r.listenSignal(ctx, SignalLaneGranted, func(ctx workflow.Context, payload workflow.ReceiveChannel) {
+		var q LaneQueued
+		payload.Receive(ctx, &q)
+		r.laneGranted = true
+		r.status.Queue = nil
+		r.details(ctx)
+	})
+	r.listenSignal(ctx, SignalLaneQueued, func(ctx workflow.Context, payload workflow.ReceiveChannel) {
+		var q LaneQueued
+		payload.Receive(ctx, &q)
+		if r.laneGranted || r.status.Queue == nil {
+			return
+		}
+		r.status.Queue = &QueueStatus{Behind: q.Holder, Position: q.Position}
+		r.setPhase(ctx, PhaseQueued, fmt.Sprintf("queued behind %s", q.Holder))
+	})
 	r.listenSignal(ctx, SignalRegionProgress, func(ctx workflow.Context, payload workflow.ReceiveChannel) {
 		var s RegionStatus
 		payload.Receive(ctx, &s)
@@ -295,7 +337,7 @@ func (r *releaseImpl) setHandlers(ctx workflow.Context) error {
 			return
 		}
 		*rs = s
-		if s.Revision != 0 {
+		if s.Revision != 0 || s.Changed {
 			rr := r.results[s.Region]
 			if rr == nil {
 				rr = &RegionResult{Region: s.Region, Phase: s.Phase, Started: s.Started}
@@ -303,6 +345,10 @@ func (r *releaseImpl) setHandlers(ctx workflow.Context) error {
 			}
 			rr.PreviousRevision, rr.Revision = s.PreviousRevision, s.Revision
 			rr.Changed = s.Revision != s.PreviousRevision
+			if r.owned {
+				// Only a revision this run made counts as a change.
+				rr.Changed = s.Changed
+			}
 		}
 		r.details(ctx)
 	})
@@ -347,8 +393,10 @@ func (r *releaseImpl) gateMessage(wi int, plans map[string]*terraform.PlanResult
 	for _, name := range wave.Regions {
 		rp := slack.RegionPlan{Region: name, ChartTo: r.in.Version}
 		if p := plans[name]; p != nil {
-			s := slack.TerraformSummary(p.Summary)
-			rp.Terraform = &s
+			rp.Terraform = &slack.TerraformSummary{
+				Adds: p.Summary.Adds, Changes: p.Summary.Changes, Destroys: p.Summary.Destroys,
+				Added: p.Summary.Added, Changed: p.Summary.Changed, Destroyed: p.Summary.Destroyed,
+			}
 		}
 		msg.Regions = append(msg.Regions, rp)
 	}

@@ -57,6 +57,14 @@ type RegionInput struct {
 	Health       []release.HealthCheck `json:"health,omitempty"`
 	Readiness    time.Duration         `json:"readiness"`
 	Bake         time.Duration         `json:"bake"`
+	// Owner is the run of the release that makes this region's revisions;
+	// set by releases that started on code with changeOwnership. Then
+	// ExpectRevision is the latest revision recorded before the release
+	// changed anything (the upgrade refuses to go over any other), and
+	// RollbackTo the revision that was deployed then.
+	Owner          *helm.Owner `json:"owner,omitempty"`
+	ExpectRevision int         `json:"expectRevision,omitempty"`
+	RollbackTo     int         `json:"rollbackTo,omitempty"`
 }
 
 // RegionRollout changes one region: Terraform apply, Helm upgrade with the
@@ -73,6 +81,7 @@ func RegionRollout(ctx workflow.Context, in *RegionInput) (*RegionResult, error)
 
 type regionImpl struct {
 	in      *RegionInput
+	owned   bool
 	status  RegionStatus
 	result  RegionResult
 	outputs map[string]any
@@ -124,6 +133,24 @@ func (r *regionImpl) setup(ctx workflow.Context) error {
 
 func (r *regionImpl) run(ctx workflow.Context) (*RegionResult, error) {
 	log := workflow.GetLogger(ctx)
+	r.owned = workflow.GetVersion(ctx, changeOwnership, workflow.DefaultVersion, 1) >= 1 && r.in.Owner != nil
+	if r.owned {
+		// A cancel of this region's workflow (from the Web UI) is an abort:
+		// the step in progress finishes, waits are cut short, and the
+		// release rolls back what it changed.
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		workflow.Go(ctx, func(gctx workflow.Context) {
+			_ = workflow.Await(gctx, func() bool { return false })
+			if r.aborted {
+				return
+			}
+			r.aborted = true
+			if r.cancelWait != nil {
+				r.cancelWait()
+			}
+		})
+		ctx = dctx
+	}
 	r.result.Started = workflow.Now(ctx)
 	r.status.Started = r.result.Started
 	r.status.Phase = PhaseDeploying
@@ -201,6 +228,7 @@ func (r *regionImpl) finish(ctx workflow.Context, phase Phase, err error) *Regio
 func (r *regionImpl) report(ctx workflow.Context) {
 	r.status.PreviousRevision = r.result.PreviousRevision
 	r.status.Revision = r.result.Revision
+	r.status.Changed = r.result.Changed
 	r.status.Seq++
 	workflow.SetCurrentDetails(ctx, regionDetails(r.in, r.status))
 	parent := workflow.GetInfo(ctx).ParentWorkflowExecution
@@ -240,7 +268,15 @@ func (r *regionImpl) apply(ctx workflow.Context) error {
 func (r *regionImpl) upgrade(ctx workflow.Context) error {
 	var h *helm.Activities
 	var out helm.UpgradeResult
-	actx := workflow.WithActivityOptions(ctx, longActivity(fmt.Sprintf("helm upgrade %s in %s to %s", r.in.Chart.Release, r.in.Region.Name, r.in.Version), 10*time.Minute))
+	opts := longActivity(fmt.Sprintf("helm upgrade %s in %s to %s", r.in.Chart.Release, r.in.Region.Name, r.in.Version), 10*time.Minute)
+	if r.owned {
+		// An upgrade rides out an API server outage: it retries (every 15 s
+		// at most) for as long as the schedule-to-close timeout allows.
+		opts.ScheduleToCloseTimeout = 20 * time.Minute
+		opts.RetryPolicy.MaximumAttempts = 0
+		opts.RetryPolicy.MaximumInterval = 15 * time.Second
+	}
+	actx := workflow.WithActivityOptions(ctx, opts)
 	in := helm.UpgradeInput{
 		Target:       r.target(),
 		ChartPath:    r.in.Chart.Path,
@@ -251,7 +287,13 @@ func (r *regionImpl) upgrade(ctx workflow.Context) error {
 		Outputs:      r.outputs,
 		OutputsValue: r.in.OutputsValue,
 	}
+	if r.owned {
+		in.Owner, in.ExpectRevision = *r.in.Owner, r.in.ExpectRevision
+	}
 	if err := workflow.ExecuteActivity(actx, h.Upgrade, in).Get(ctx, &out); err != nil {
+		if r.owned {
+			r.afterFailedUpgrade(ctx)
+		}
 		return err
 	}
 	r.result.PreviousRevision = out.PreviousRevision
@@ -260,8 +302,41 @@ func (r *regionImpl) upgrade(ctx workflow.Context) error {
 	// also when an earlier attempt of this release did (Unchanged but
 	// newer than the previous revision): both need rolling back on failure.
 	r.result.Changed = out.Revision != out.PreviousRevision
+	if r.owned {
+		// Only a revision this run made is a change of this run: a re-run
+		// that finds its version deployed changed nothing.
+		r.result.Changed, r.result.PreviousRevision = out.Changed, r.in.RollbackTo
+	}
 	r.report(ctx)
 	return nil
+}
+
+// afterFailedUpgrade learns whether the failed upgrade made a revision
+// (Helm fails after it began applying objects: a hook, an object the API
+// server refused). If the latest revision is this run's, the region counts
+// as changed and is rolled back like any other.
+func (r *regionImpl) afterFailedUpgrade(ctx workflow.Context) {
+	var h *helm.Activities
+	var rev helm.Revision
+	opts := workflow.ActivityOptions{
+		StartToCloseTimeout:    time.Minute,
+		ScheduleToCloseTimeout: 10 * time.Minute,
+		Summary:                fmt.Sprintf("did the failed upgrade change %s in %s?", r.in.Chart.Release, r.in.Region.Name),
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 15 * time.Second},
+	}
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), h.Snapshot, r.target()).Get(ctx, &rev); err != nil {
+		// Not knowing: count it as changed, the rollback checks ownership.
+		r.result.Changed = true
+		r.result.PreviousRevision = r.in.RollbackTo
+		r.report(ctx)
+		return
+	}
+	if rev.RunID == r.in.Owner.RunID {
+		r.result.Changed = true
+		r.result.Revision = rev.Revision
+		r.result.PreviousRevision = r.in.RollbackTo
+		r.report(ctx)
+	}
 }
 
 func (r *regionImpl) readiness(ctx workflow.Context) error {

@@ -45,6 +45,14 @@ type releaseImpl struct {
 	manual *Control // set by the rollback Update
 	reason string
 
+	// owned is true for runs that started on code with changeOwnership:
+	// they hold their application's lane, record each region's revision
+	// before changing anything, and treat a cancel as an abort.
+	owned       bool
+	laneAsked   bool
+	laneGranted bool
+	baseline    map[string]helm.Revision
+
 	notifier
 }
 
@@ -61,11 +69,12 @@ func newRelease(ctx workflow.Context, in *ReleaseInput) (*releaseImpl, error) {
 	}
 	info := workflow.GetInfo(ctx)
 	r := &releaseImpl{
-		in:      in,
-		id:      info.WorkflowExecution.ID,
-		results: map[string]*RegionResult{},
-		regions: map[string]*RegionStatus{},
-		running: map[string]workflow.ChildWorkflowFuture{},
+		in:       in,
+		id:       info.WorkflowExecution.ID,
+		results:  map[string]*RegionResult{},
+		regions:  map[string]*RegionStatus{},
+		running:  map[string]workflow.ChildWorkflowFuture{},
+		baseline: map[string]helm.Revision{},
 	}
 	r.status = Status{
 		Application: in.Spec.Application,
@@ -100,6 +109,13 @@ func (r *releaseImpl) run(ctx workflow.Context) (*ReleaseResult, error) {
 	// still rolls back and records its result, on a context that the
 	// cancellation does not reach.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	r.owned = workflow.GetVersion(ctx, changeOwnership, workflow.DefaultVersion, 1) >= 1
+	if r.owned {
+		// Everything runs on the disconnected context: a cancel reaches
+		// the release only as an abort, between steps.
+		r.watchCancel(ctx)
+		ctx = dctx
+	}
 
 	// Application and version are set by the CLI at start; upserting them
 	// again keeps releases started by other tools searchable too.
@@ -108,6 +124,18 @@ func (r *releaseImpl) run(ctx workflow.Context) (*ReleaseResult, error) {
 		temporal.NewSearchAttributeKeyKeyword(SearchAttrVersion).ValueSet(r.in.Version))
 	r.notify(ctx, notifyStarted, "")
 	failed := ""
+	if r.owned {
+		if !r.acquireLane(ctx) {
+			if r.abort == nil && r.manual == nil {
+				failed = r.reason
+			}
+			return r.finish(dctx, failed)
+		}
+		if err := r.snapshot(ctx); err != nil {
+			failed = fmt.Sprintf("could not record the Helm revisions before changing anything: %v", err)
+			return r.finish(dctx, failed)
+		}
+	}
 	for wi := range r.in.Spec.Waves {
 		wave := &r.in.Spec.Waves[wi]
 		if r.stopping(ctx) {
@@ -125,8 +153,13 @@ func (r *releaseImpl) run(ctx workflow.Context) (*ReleaseResult, error) {
 			break
 		}
 		if wave.Gate != nil && gateNeeded(wave.Gate, plans) {
-			ok, err := r.runGate(ctx, wi, plans)
-			if err != nil || !ok {
+			ok, bad := r.gateAndVerify(ctx, wi, plans)
+			if bad != "" {
+				failed = bad
+				r.setWavePhase(wi, PhaseFailed)
+				break
+			}
+			if !ok {
 				r.setWavePhase(wi, PhaseRejected)
 				break
 			}
@@ -147,15 +180,44 @@ func (r *releaseImpl) run(ctx workflow.Context) (*ReleaseResult, error) {
 		}
 		r.setWavePhase(wi, PhaseSucceeded)
 	}
-	if ctx.Err() != nil && r.abort == nil && r.manual == nil {
+	if !r.owned && ctx.Err() != nil && r.abort == nil && r.manual == nil {
 		r.abort = &Control{User: "temporal", Reason: "the release's workflow was cancelled"}
 	}
 	return r.finish(dctx, failed)
 }
 
+// gateAndVerify runs the wave's gate and, for owned runs, checks that the
+// approved plans still apply; a plan that grew since opens the gate again
+// with the new plan. It returns whether the wave may go, or why it failed.
+func (r *releaseImpl) gateAndVerify(ctx workflow.Context, wi int, plans map[string]*terraform.PlanResult) (bool, string) {
+	note := ""
+	for {
+		ok, err := r.runGate(ctx, wi, plans, note)
+		if err != nil || !ok {
+			return false, ""
+		}
+		if !r.owned || r.in.Spec.Terraform == nil || r.stopping(ctx) {
+			return true, ""
+		}
+		grown, err := r.verifyPlans(ctx, wi, plans)
+		if err != nil {
+			return false, fmt.Sprintf("check of the approved plans of wave %s failed: %v", r.in.Spec.Waves[wi].Name, err)
+		}
+		if len(grown) == 0 {
+			return true, ""
+		}
+		var why []string
+		for _, g := range grown {
+			why = append(why, g.Region+": "+strings.Join(g.Exceeds, "; "))
+		}
+		note = "the plan changed after approval and does more than what was approved: " + strings.Join(why, " | ")
+		workflow.GetLogger(ctx).Warn("Plan grew after approval: gate opens again", "wave", r.in.Spec.Waves[wi].Name, "why", note)
+	}
+}
+
 // stopping reports whether the release must not start anything new.
 func (r *releaseImpl) stopping(ctx workflow.Context) bool {
-	return r.abort != nil || r.manual != nil || ctx.Err() != nil || r.status.Phase == PhaseRejected
+	return r.abort != nil || r.manual != nil || (!r.owned && ctx.Err() != nil) || r.status.Phase == PhaseRejected
 }
 
 func (r *releaseImpl) awaitResumed(ctx workflow.Context) error {
@@ -303,6 +365,12 @@ func (r *releaseImpl) runWave(ctx workflow.Context, wi int, plans map[string]*te
 					rs.Step = StepDone
 				}
 				rs.PreviousRevision, rs.Revision = res.PreviousRevision, res.Revision
+				if r.owned && res.Phase == PhaseAborted && r.abort == nil && r.manual == nil && failed == "" {
+					// The region's own workflow was cancelled (from the Web
+					// UI): the whole release stops as an abort.
+					r.abort = &Control{User: "temporal", Reason: fmt.Sprintf("region %s was cancelled: %s", name, res.Error), Via: "cancel"}
+					r.signalChildren(ctx, SignalRegionAbort, *r.abort)
+				}
 				if res.Phase == PhaseFailed && failed == "" {
 					failed = fmt.Sprintf("region %s failed: %s", name, res.Error)
 					r.notify(ctx, notifyRegionFailed, failed)
@@ -354,6 +422,12 @@ func (r *releaseImpl) startRegion(ctx workflow.Context, wi int, name string, pla
 		if plan != nil {
 			in.PlanKey = plan.PlanKey
 		}
+	}
+	if r.owned {
+		o := r.owner(ctx)
+		in.Owner = &o
+		base := r.baseline[name]
+		in.ExpectRevision, in.RollbackTo = base.Revision, base.Deployed
 	}
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:        RegionID(r.id, name),
@@ -417,9 +491,16 @@ func (r *releaseImpl) finish(ctx workflow.Context, failed string) (*ReleaseResul
 		phase, r.reason = PhaseFailed, failed
 	}
 	if phase == PhaseFailed || phase == PhaseAborted || phase == PhaseRolledBack {
-		if n := r.rollback(ctx, policy, phase == PhaseRolledBack); n > 0 && phase == PhaseFailed {
+		rollback := r.rollback
+		if r.owned {
+			rollback = r.rollbackOwned
+		}
+		if n := rollback(ctx, policy, phase == PhaseRolledBack); n > 0 && phase == PhaseFailed {
 			phase = PhaseRolledBack
 		}
+	}
+	if r.owned {
+		r.releaseLane(ctx)
 	}
 	r.status.Gate = nil
 	r.setPhase(ctx, phase, r.reason)

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/keelson-dev/keelson/activities/coord"
 	"github.com/keelson-dev/keelson/activities/health"
 	"github.com/keelson-dev/keelson/activities/helm"
 	"github.com/keelson-dev/keelson/activities/slack"
@@ -67,6 +68,8 @@ type releaseSuite struct {
 	planSummary terraform.Summary
 	planErr     error
 	expect      []expectation
+
+	laneAsks, laneReleases int
 }
 
 func TestRelease(t *testing.T) { suite.Run(t, new(releaseSuite)) }
@@ -79,6 +82,8 @@ func (s *releaseSuite) SetupTest() {
 	s.env.RegisterActivity(&helm.Activities{})
 	s.env.RegisterActivity(&health.Activities{})
 	s.env.RegisterActivity(&slack.Activities{})
+	s.env.RegisterActivity(&coord.Activities{})
+	s.env.RegisterWorkflow(Lane)
 	s.applied, s.upgraded = nil, nil
 	s.rolledBack = map[string]int{}
 	s.revisions = map[string]int{"us-east-1": 3, "eu-west-1": 5, "ap-southeast-1": 7}
@@ -115,7 +120,7 @@ func (s *releaseSuite) SetupTest() {
 		s.upgraded = append(s.upgraded, in.Target.Region)
 		prev := s.revisions[in.Target.Region]
 		s.revisions[in.Target.Region] = prev + 1
-		return &helm.UpgradeResult{Revision: prev + 1, PreviousRevision: prev, ChartVersion: "0.1.0"}, nil
+		return &helm.UpgradeResult{Revision: prev + 1, PreviousRevision: prev, ChartVersion: "0.1.0", Changed: in.Owner.RunID != ""}, nil
 	})
 	s.env.OnActivity(h.WaitReady, mock.Anything, mock.Anything).Return(func(_ context.Context, in helm.WaitInput) error {
 		if s.failReady[in.Target.Region] {
@@ -131,6 +136,32 @@ func (s *releaseSuite) SetupTest() {
 		return &helm.RollbackResult{Revision: s.revisions[in.Target.Region]}, nil
 	})
 	s.env.OnActivity(hc.Check, mock.Anything, mock.Anything).Return(&health.CheckResult{Probes: 3}, nil)
+
+	// The lane: asked through an activity, granted by a signal (lane.go
+	// has its own tests); given back by a signal to the lane's workflow.
+	var co *coord.Activities
+	s.laneAsks, s.laneReleases = 0, 0
+	s.env.OnActivity(co.SignalWithStart, mock.Anything, mock.Anything).Return(func(_ context.Context, in coord.SignalWithStartInput) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.laneAsks++
+		return nil
+	})
+	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(SignalLaneGranted, LaneQueued{}) }, 0)
+	s.env.OnSignalExternalWorkflow(mock.Anything, LaneID("demo"), "", SignalLaneRelease, mock.Anything).Return(func(_, _, _, _ string, _ any) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.laneReleases++
+		return nil
+	})
+	s.env.OnActivity(co.CancelRequester, mock.Anything, mock.Anything).Return(&coord.CancelRequest{Identity: "alice@laptop"}, nil)
+	s.env.OnActivity(h.Snapshot, mock.Anything, mock.Anything).Return(func(_ context.Context, t helm.Target) (*helm.Revision, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		rev := s.revisions[t.Region]
+		return &helm.Revision{Revision: rev, Deployed: rev, Status: "deployed"}, nil
+	})
+	s.env.OnActivity(tf.Verify, mock.Anything, mock.Anything).Return(&terraform.VerifyResult{}, nil)
 }
 
 func (s *releaseSuite) input() *ReleaseInput {
@@ -502,7 +533,7 @@ func (s *releaseSuite) TestDetailsTableAndSearchAttributes() {
 	s.Contains(details, "| wave | region | phase | step | revision | health |")
 	s.Contains(details, "| canary | us-east-1 | succeeded | done | 3 → 4 |")
 	s.Contains(details, "Gate **promote-to-rest**")
-	s.ElementsMatch([]string{"planning", "awaiting-approval", "deploying", "succeeded"}, phasesSet(upserts))
+	s.ElementsMatch([]string{"queued", "planning", "awaiting-approval", "deploying", "succeeded"}, phasesSet(upserts))
 	s.Equal(string(PhaseSucceeded), upserts[len(upserts)-1])
 }
 
@@ -567,8 +598,10 @@ func (s *releaseSuite) TestCancelledReleaseRollsBackAsAbort() {
 	s.env.ExecuteWorkflow(Release, s.input())
 	res := s.result()
 	s.Equal(PhaseAborted, res.Phase)
-	s.Contains(res.Reason, "cancelled")
+	// Who cancelled is read from the cancel request in the history.
+	s.Equal("aborted by alice@laptop: cancel requested through Temporal", res.Reason)
 	s.Equal(map[string]int{"us-east-1": 3, "eu-west-1": 5, "ap-southeast-1": 7}, s.rolledBack)
+	s.Equal(1, s.laneReleases, "the lane is given back")
 }
 
 func (s *releaseSuite) TestSlackGateMessageRemindersAndClose() {

@@ -1,9 +1,11 @@
 package workflows
 
 import (
+	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"go.temporal.io/sdk/client"
@@ -12,16 +14,22 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// recorded are histories recorded on the local stack with `temporal
-// workflow show --workflow-id ID --output json`, by the workflow ID they ran
-// under: Release derives its children's IDs from its own, so a replay must
-// run under the original ID.
-var recorded = map[string]string{
-	"release-demo-gate.json":    "release-itdemo-2.303009.0", // two waves, a gate approved from the CLI
-	"region-demo.json":          "release-itdemo-2.303009.0/eu-west-1",
-	"release-rollback.json":     "release-itfail-2.303029.0-unready", // readiness failed, canary rolled back
-	"release-worker-crash.json": "release-itcrash-1.303278.0",        // worker killed twice with SIGKILL
-	"region-worker-crash.json":  "release-itcrash-1.303278.0/us-east-1",
+// testdata/index.json names, for every recorded history, the workflow ID
+// it ran under: Release derives its children's IDs and its lane's from its
+// own, so a replay must run under the original ID. The histories were
+// recorded on the local stack (integration tests with KEELSON_RECORD_DIR;
+// the first five with `temporal workflow show --output json`).
+func recorded(t *testing.T) map[string]string {
+	t.Helper()
+	raw, err := os.ReadFile("testdata/index.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("testdata/index.json: %v", err)
+	}
+	return m
 }
 
 // TestReplayRecordedHistories replays every recorded history: a change to
@@ -33,14 +41,16 @@ func TestReplayRecordedHistories(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	recorded := recorded(t)
+	files = slices.DeleteFunc(files, func(f string) bool { return filepath.Base(f) == "index.json" })
 	if len(files) != len(recorded) {
-		t.Fatalf("testdata holds %d histories, recorded names %d: keep them in step", len(files), len(recorded))
+		t.Fatalf("testdata holds %d histories, index.json names %d: keep them in step", len(files), len(recorded))
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			id, ok := recorded[filepath.Base(f)]
 			if !ok {
-				t.Fatalf("%s: add its workflow ID to recorded", f)
+				t.Fatalf("%s: add its workflow ID to testdata/index.json", f)
 			}
 			fh, err := os.Open(f)
 			if err != nil {
@@ -54,6 +64,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflow(Release)
 			r.RegisterWorkflow(RegionRollout)
+			r.RegisterWorkflow(Lane)
 			err = r.ReplayWorkflowHistoryWithOptions(log.NewStructuredLogger(slog.New(slog.DiscardHandler)), hist,
 				worker.ReplayWorkflowHistoryOptions{OriginalExecution: workflow.Execution{ID: id}})
 			if err != nil {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -32,13 +33,19 @@ const ErrBadInput = "HealthBadInput"
 // in bytes, and a misrouted probe must not pull a large page into memory.
 const maxBody = 1 << 20
 
-// heartbeatEvery bounds the time between heartbeats when checks have long
-// intervals, so that a short heartbeat timeout still notices a lost worker
-// and does not mistake a slow check for one.
-const heartbeatEvery = 10 * time.Second
+// heartbeatEvery is how often Check heartbeats whatever it is doing: between
+// rounds, and while a probe waits on a slow target (a round of probes can
+// take as long as the sum of their timeouts). Well inside the workflows'
+// 10 s heartbeat timeout, so that a live attempt is never taken for a lost
+// one and retried while it still runs, and a lost worker is noticed within
+// seconds.
+const heartbeatEvery = 2 * time.Second
 
 // Activities probes with an HTTP client.
-type Activities struct{}
+type Activities struct {
+	// heartbeatEvery replaces the package's heartbeatEvery when set (tests).
+	heartbeatEvery time.Duration
+}
 
 // CheckInput runs Checks for a region. URLs are templates rendered with
 // Region, Version and Outputs. With For zero, each check must pass
@@ -81,8 +88,27 @@ type probeState struct {
 	passed    bool // readiness: reached Successes in a row
 }
 
-// Check runs the checks, heartbeating between probes.
+// Check runs the checks, heartbeating from its start until it returns.
 func (a *Activities) Check(ctx context.Context, in CheckInput) (*CheckResult, error) {
+	// What an earlier attempt baked, read first so that this attempt's
+	// heartbeats carry it from the start: an attempt lost during its first
+	// round must not lose the bake of the one before.
+	res := &CheckResult{}
+	var baked time.Duration
+	if in.For > 0 && activity.HasHeartbeatDetails(ctx) {
+		var p Progress
+		if err := activity.GetHeartbeatDetails(ctx, &p); err == nil {
+			baked = min(p.Baked, in.For)
+			res.Probes, res.Failures, res.Last = p.Probes, p.Failures, p.Last
+		}
+	}
+	every := a.heartbeatEvery
+	if every <= 0 {
+		every = heartbeatEvery
+	}
+	hb := startHeartbeat(ctx, every, Progress{Probes: res.Probes, Failures: res.Failures, Last: res.Last, Baked: baked})
+	defer hb.stop()
+
 	states := make([]*probeState, len(in.Checks))
 	for i, c := range in.Checks {
 		c = c.WithDefaults()
@@ -93,7 +119,6 @@ func (a *Activities) Check(ctx context.Context, in CheckInput) (*CheckResult, er
 		}
 		states[i] = &probeState{check: c, url: u}
 	}
-	res := &CheckResult{}
 	if len(states) == 0 {
 		res.Last = "no health checks"
 		return res, nil
@@ -104,14 +129,6 @@ func (a *Activities) Check(ctx context.Context, in CheckInput) (*CheckResult, er
 	defer secure.CloseIdleConnections()
 	defer insecure.CloseIdleConnections()
 
-	var baked time.Duration
-	if in.For > 0 && activity.HasHeartbeatDetails(ctx) {
-		var p Progress
-		if err := activity.GetHeartbeatDetails(ctx, &p); err == nil {
-			baked = min(p.Baked, in.For)
-			res.Probes, res.Failures = p.Probes, p.Failures
-		}
-	}
 	start := time.Now().Add(-baked)
 	deadline := start.Add(in.For)
 	logger := activity.GetLogger(ctx)
@@ -156,8 +173,10 @@ func (a *Activities) Check(ctx context.Context, in CheckInput) (*CheckResult, er
 				s.passed = true
 			}
 		}
+		// Baked counts only up to the end of a round: time spent in a
+		// probe that has not answered yet is not time known healthy.
 		elapsed := time.Since(start)
-		activity.RecordHeartbeat(ctx, Progress{Probes: res.Probes, Failures: res.Failures, Last: res.Last, Baked: min(elapsed, in.For)})
+		hb.record(Progress{Probes: res.Probes, Failures: res.Failures, Last: res.Last, Baked: min(elapsed, in.For)})
 
 		if in.For == 0 {
 			if allPassed(states) {
@@ -169,12 +188,11 @@ func (a *Activities) Check(ctx context.Context, in CheckInput) (*CheckResult, er
 			return res, nil
 		}
 
+		// The heartbeat goroutine keeps the activity alive however long
+		// this waits.
 		wake := nextDue(states)
 		if in.For > 0 && deadline.Before(wake) {
 			wake = deadline
-		}
-		if limit := time.Now().Add(heartbeatEvery); limit.Before(wake) {
-			wake = limit
 		}
 		timer := time.NewTimer(time.Until(wake))
 		select {
@@ -184,6 +202,62 @@ func (a *Activities) Check(ctx context.Context, in CheckInput) (*CheckResult, er
 		case <-timer.C:
 		}
 	}
+}
+
+// heartbeat records the latest progress as heartbeat details at once, then
+// every interval from its own goroutine, until stopped: probes block, and
+// heartbeats only between rounds would let a slow round outlast the
+// heartbeat timeout, so that Temporal retried the activity while this
+// attempt still ran. Temporal also delivers cancellation through
+// heartbeats. The SDK throttles what it sends to the server; recording
+// often costs nothing.
+type heartbeat struct {
+	ctx  context.Context
+	mu   sync.Mutex
+	last Progress
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+func startHeartbeat(ctx context.Context, every time.Duration, first Progress) *heartbeat {
+	h := &heartbeat{ctx: ctx, last: first, done: make(chan struct{})}
+	h.record(first)
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-h.done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			h.mu.Lock()
+			activity.RecordHeartbeat(ctx, h.last)
+			h.mu.Unlock()
+		}
+	}()
+	return h
+}
+
+// record makes p the latest progress and records it at once. Both record
+// and the ticker record under the lock, so that an older progress is never
+// recorded after a newer one.
+func (h *heartbeat) record(p Progress) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.last = p
+	activity.RecordHeartbeat(h.ctx, p)
+}
+
+// stop ends the heartbeats. It waits for the goroutine, so that none is
+// recorded after it returns, and so after Check returned.
+func (h *heartbeat) stop() {
+	close(h.done)
+	h.wg.Wait()
 }
 
 func allPassed(states []*probeState) bool {

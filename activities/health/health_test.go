@@ -1,10 +1,12 @@
 package health
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,8 +15,11 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/keelson-dev/keelson/release"
 )
@@ -262,23 +267,75 @@ func TestNoChecks(t *testing.T) {
 	}
 }
 
+// heartbeatSpy sees every heartbeat an activity records, as the Go value
+// given (the test environment's listener sees only those the SDK's
+// throttling lets through to the server).
+type heartbeatSpy struct {
+	interceptor.WorkerInterceptorBase
+	mu    sync.Mutex
+	beats []Progress
+}
+
+func (h *heartbeatSpy) InterceptActivity(ctx context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
+	return &spyInbound{ActivityInboundInterceptorBase: interceptor.ActivityInboundInterceptorBase{Next: next}, spy: h}
+}
+
+func (h *heartbeatSpy) recorded() []Progress {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.beats)
+}
+
+type spyInbound struct {
+	interceptor.ActivityInboundInterceptorBase
+	spy *heartbeatSpy
+}
+
+func (i *spyInbound) Init(outbound interceptor.ActivityOutboundInterceptor) error {
+	return i.Next.Init(&spyOutbound{ActivityOutboundInterceptorBase: interceptor.ActivityOutboundInterceptorBase{Next: outbound}, spy: i.spy})
+}
+
+type spyOutbound struct {
+	interceptor.ActivityOutboundInterceptorBase
+	spy *heartbeatSpy
+}
+
+func (o *spyOutbound) RecordHeartbeat(ctx context.Context, details ...any) {
+	if len(details) == 1 {
+		if p, ok := details[0].(Progress); ok {
+			o.spy.mu.Lock()
+			o.spy.beats = append(o.spy.beats, p)
+			o.spy.mu.Unlock()
+		}
+	}
+	o.Next.RecordHeartbeat(ctx, details...)
+}
+
+// spiedEnv is an activity environment whose heartbeats the spy sees.
+func spiedEnv(a *Activities) (*testsuite.TestActivityEnvironment, *heartbeatSpy) {
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	spy := &heartbeatSpy{}
+	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{spy}})
+	env.RegisterActivity(a)
+	return env, spy
+}
+
 func TestHeartbeatsCarryProgress(t *testing.T) {
 	srv, _ := server(t, answer{200, `{}`})
 	c := check(srv.URL)
 	c.Interval.Duration = 20 * time.Millisecond
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
 	a := &Activities{}
-	env.RegisterActivity(a)
+	env, spy := spiedEnv(a)
 	var mu sync.Mutex
-	var beats []Progress
+	var sent []Progress
 	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, details converter.EncodedValues) {
 		var p Progress
 		if err := details.Get(&p); err != nil {
 			t.Errorf("heartbeat details: %v", err)
 		}
 		mu.Lock()
-		beats = append(beats, p)
+		sent = append(sent, p)
 		mu.Unlock()
 	})
 	val, err := env.ExecuteActivity(a.Check, CheckInput{Checks: []release.HealthCheck{c}, For: 150 * time.Millisecond})
@@ -289,19 +346,119 @@ func TestHeartbeatsCarryProgress(t *testing.T) {
 	if err := val.Get(&res); err != nil {
 		t.Fatal(err)
 	}
-	// The SDK throttles heartbeats (the first goes out at once, later ones
-	// at most every 30s by default), so a short bake shows the first one:
-	// it must already carry the first round's progress, in the shape a
-	// retry reads back.
+	// The SDK sends the first heartbeat at once and throttles the rest (at
+	// most every 30s by default): the server saw the one recorded at the
+	// start, in the shape a retry reads back.
 	mu.Lock()
 	defer mu.Unlock()
-	if len(beats) == 0 {
-		t.Fatal("no heartbeat")
+	if len(sent) == 0 || sent[0] != (Progress{}) {
+		t.Fatalf("heartbeats sent: %+v, want first the empty progress of a first attempt", sent)
 	}
-	if first := beats[0]; first.Probes != 1 || first.Last != "ready: ok" || first.Baked <= 0 || first.Baked > 150*time.Millisecond {
-		t.Errorf("first heartbeat %+v, want one probe, its outcome and a part of the bake", first)
+	// Each round's progress was recorded as it was made.
+	beats := spy.recorded()
+	i := slices.IndexFunc(beats, func(p Progress) bool { return p.Probes > 0 })
+	if i < 0 {
+		t.Fatalf("no heartbeat after a probe: %+v", beats)
+	}
+	if first := beats[i]; first.Probes != 1 || first.Last != "ready: ok" || first.Baked <= 0 || first.Baked > 150*time.Millisecond {
+		t.Errorf("first heartbeat after a probe %+v, want one probe, its outcome and a part of the bake", first)
 	}
 	if res.Probes < 2 {
 		t.Errorf("probes=%d, want a probe every 20ms over 150ms", res.Probes)
+	}
+}
+
+// slowServer answers 200 after sleeping for delay.
+func slowServer(t *testing.T, delay time.Duration) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// checkOnce runs Check as a workflow does, with a heartbeat timeout and no
+// retry: an attempt that stops heartbeating fails.
+func checkOnce(ctx workflow.Context, in CheckInput) (*CheckResult, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		HeartbeatTimeout:    time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+	})
+	var a *Activities
+	var res CheckResult
+	err := workflow.ExecuteActivity(ctx, a.Check, in).Get(ctx, &res)
+	return &res, err
+}
+
+// A probe that takes longer than the heartbeat timeout does not make the
+// activity look lost: Check heartbeats while the probe waits, not only
+// between rounds. The test environment enforces the heartbeat timeout on
+// the wall clock, as the server does.
+func TestSlowProbeOutlastsHeartbeatTimeout(t *testing.T) {
+	srv := slowServer(t, 2500*time.Millisecond) // 2.5 heartbeat timeouts
+	c := check(srv.URL)
+	c.Timeout.Duration = 30 * time.Second
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterActivity(&Activities{heartbeatEvery: 100 * time.Millisecond})
+	env.RegisterWorkflow(checkOnce)
+	env.ExecuteWorkflow(checkOnce, CheckInput{Region: "eu-west-1", Checks: []release.HealthCheck{c}})
+	if !env.IsWorkflowCompleted() {
+		t.Fatal("workflow did not complete")
+	}
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("a slow probe failed the check: %v", err)
+	}
+	var res CheckResult
+	if err := env.GetWorkflowResult(&res); err != nil || res.Probes != 1 {
+		t.Errorf("result %+v (%v), want one probe", res, err)
+	}
+}
+
+// While the first probe of a retried bake waits on a slow target, the
+// heartbeats carry what the earlier attempt baked, so that losing this
+// attempt too loses nothing; none is recorded after Check returned.
+func TestHeartbeatsDuringSlowProbeKeepResumedProgress(t *testing.T) {
+	srv := slowServer(t, 600*time.Millisecond)
+	c := check(srv.URL)
+	c.Interval.Duration = time.Second
+	a := &Activities{heartbeatEvery: 50 * time.Millisecond}
+	env, spy := spiedEnv(a)
+	resumed := Progress{Probes: 40, Failures: 1, Last: "ready: ok", Baked: time.Minute - 300*time.Millisecond}
+	env.SetHeartbeatDetails(resumed)
+	val, err := env.ExecuteActivity(a.Check, CheckInput{Checks: []release.HealthCheck{c}, For: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	beats := spy.recorded()
+	var res CheckResult
+	if err := val.Get(&res); err != nil || res.Probes != 41 {
+		t.Fatalf("result %+v (%v), want the earlier 40 probes plus one", res, err)
+	}
+	// The first heartbeat, at the start, and those while the probe waited
+	// (about 12 at one per 50ms over 600ms) all carry the earlier progress.
+	during := 0
+	for _, p := range beats {
+		if p.Probes == 40 {
+			if p != resumed {
+				t.Errorf("heartbeat before the first probe answered %+v, want %+v", p, resumed)
+			}
+			during++
+		}
+	}
+	if during < 3 {
+		t.Errorf("%d heartbeats before the slow probe answered, want one at the start and more while it waited: %+v", during, beats)
+	}
+	if last := beats[len(beats)-1]; last.Probes != 41 || last.Baked != time.Minute {
+		t.Errorf("last heartbeat %+v, want the finished bake", last)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if after := spy.recorded(); len(after) != len(beats) {
+		t.Errorf("%d heartbeats recorded after Check returned", len(after)-len(beats))
 	}
 }

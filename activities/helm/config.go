@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -17,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/rest"
 )
 
 // configKey names one action.Configuration. Helm binds its release storage
@@ -33,6 +35,17 @@ func (a *Activities) logger() *slog.Logger {
 	}
 	return slog.Default()
 }
+
+// Client-side rate limit of the Kubernetes clients when Activities leaves
+// it zero. Every activity on one kube context and namespace shares Helm's
+// clients (its release storage client above all); with client-go's 5 QPS
+// and burst of 10, a hundred releases at once waited 8 s and more per
+// request on the worker. These let a thousand queue on the API server,
+// whose priority and fairness is the right place to make them wait.
+const (
+	defaultKubeQPS   = 200
+	defaultKubeBurst = 400
+)
 
 // config returns the cached action.Configuration for t, building it on
 // first use. Building does not touch the cluster: clients connect lazily.
@@ -51,6 +64,20 @@ func (a *Activities) config(t Target) (*action.Configuration, error) {
 		flags.Context = &kubeContext
 	}
 	flags.Namespace = &namespace
+	qps, burst := a.KubeQPS, a.KubeBurst
+	if qps <= 0 {
+		qps = defaultKubeQPS
+	}
+	if burst <= 0 {
+		burst = defaultKubeBurst
+	}
+	// Every rest.Config Helm makes comes through here: its storage client,
+	// its kube client, KubernetesClientSet and the clients of each object.
+	// Discovery sets its own (50 QPS, burst 300) over this.
+	flags.WrapConfigFn = func(c *rest.Config) *rest.Config {
+		c.QPS, c.Burst = qps, burst
+		return c
+	}
 
 	log := a.logger().With("kubeContext", t.KubeContext, "namespace", t.Namespace)
 	cfg := new(action.Configuration)
@@ -66,30 +93,80 @@ func (a *Activities) config(t Target) (*action.Configuration, error) {
 	return cfg, nil
 }
 
+// releaseLock is the lock of one release in this worker, with who holds
+// it, for the heartbeat of whoever waits for it.
+type releaseLock struct {
+	ch chan struct{} // holds one token while locked
+
+	mu     sync.Mutex
+	holder string
+	since  time.Time
+}
+
 // lockRelease serialises operations on one release inside this worker. A
 // retry can start while an earlier attempt of the same activity is still
 // running here (its heartbeat timed out but its goroutine did not stop);
 // without the lock the retry would take the earlier attempt's pending
-// revision for an abandoned one and recover it under its feet.
-func (a *Activities) lockRelease(ctx context.Context, t Target) (unlock func(), err error) {
+// revision for an abandoned one and recover it under its feet. While it
+// waits, hb's details name the operation waited for.
+func (a *Activities) lockRelease(ctx context.Context, t Target, hb *beat) (unlock func(), err error) {
 	key := t.KubeContext + "/" + t.Namespace + "/" + t.Release
 	a.mu.Lock()
 	if a.locks == nil {
-		a.locks = map[string]chan struct{}{}
+		a.locks = map[string]*releaseLock{}
 	}
 	l, ok := a.locks[key]
 	if !ok {
-		l = make(chan struct{}, 1)
+		l = &releaseLock{ch: make(chan struct{}, 1)}
 		a.locks[key] = l
 	}
 	a.mu.Unlock()
 
+	me := callName(ctx)
+	locked := func() func() {
+		l.mu.Lock()
+		l.holder, l.since = me, time.Now()
+		l.mu.Unlock()
+		return func() {
+			l.mu.Lock()
+			l.holder = ""
+			l.mu.Unlock()
+			<-l.ch
+		}
+	}
 	select {
-	case l <- struct{}{}:
-		return func() { <-l }, nil
+	case l.ch <- struct{}{}:
+		return locked(), nil
+	default:
+	}
+
+	waitStart := time.Now()
+	l.mu.Lock()
+	holder := l.holder
+	l.mu.Unlock()
+	a.logger().Info("waiting for another operation on the helm release", "release", key, "holder", holder)
+	hb.set(func() any {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return fmt.Sprintf("waiting %s for the lock of release %s, held by %s for %s",
+			time.Since(waitStart).Round(time.Second), key, orDefault(l.holder, "nobody now"), time.Since(l.since).Round(time.Second))
+	})
+	defer hb.set(nil)
+	select {
+	case l.ch <- struct{}{}:
+		return locked(), nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("wait for another operation on %s: %w", key, ctx.Err())
 	}
+}
+
+// callName names the activity call ctx belongs to, for people.
+func callName(ctx context.Context) string {
+	if !activity.IsActivity(ctx) {
+		return "a call outside any activity"
+	}
+	info := activity.GetInfo(ctx)
+	return fmt.Sprintf("%s of workflow %s (attempt %d)", info.ActivityType.Name, info.WorkflowExecution.ID, info.Attempt)
 }
 
 // validateTarget rejects targets that no retry can fix.
@@ -176,10 +253,48 @@ func ensureNamespace(ctx context.Context, cfg *action.Configuration, ns string) 
 // under the heartbeat timeout the workflows set.
 var heartbeatInterval = 3 * time.Second
 
+// beat is the heartbeat of one activity call. Every activity starts it
+// first thing, before the release lock and before any API call: either
+// can take longer than the heartbeat timeout (a lock held by a long
+// upgrade, a request to an API server that is down). While the call
+// waits for something, its details say what.
+type beat struct {
+	mu      sync.Mutex
+	details func() any
+	stop    func()
+}
+
+func startHeartbeat(ctx context.Context) *beat {
+	b := &beat{}
+	b.stop = heartbeat(ctx, b.current)
+	return b
+}
+
+// set makes the heartbeat's details what details returns; nil: none. A
+// nil beat (a call from a test outside any activity) ignores it.
+func (b *beat) set(details func() any) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	b.details = details
+	b.mu.Unlock()
+}
+
+func (b *beat) current() any {
+	b.mu.Lock()
+	d := b.details
+	b.mu.Unlock()
+	if d == nil {
+		return nil
+	}
+	return d()
+}
+
 // heartbeat records a heartbeat now and every heartbeatInterval from a
 // goroutine until stop is called, so that calls blocked inside Helm or
-// client-go still prove the worker is alive. details, when set, says what
-// is being waited for.
+// client-go still prove the worker is alive. details, when it returns
+// something, says what is being waited for.
 func heartbeat(ctx context.Context, details func() any) (stop func()) {
 	if !activity.IsActivity(ctx) {
 		return func() {}
@@ -187,10 +302,12 @@ func heartbeat(ctx context.Context, details func() any) (stop func()) {
 	done, exited := make(chan struct{}), make(chan struct{})
 	record := func() {
 		if details != nil {
-			activity.RecordHeartbeat(ctx, details())
-		} else {
-			activity.RecordHeartbeat(ctx)
+			if d := details(); d != nil {
+				activity.RecordHeartbeat(ctx, d)
+				return
+			}
 		}
+		activity.RecordHeartbeat(ctx)
 	}
 	record()
 	interval := heartbeatInterval

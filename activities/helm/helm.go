@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -37,10 +38,17 @@ type Activities struct {
 	Kubeconfig string
 	// Logger receives Helm's and the activities' logs; slog.Default() when nil.
 	Logger *slog.Logger
+	// KubeQPS and KubeBurst are the client-side rate limit of the Kubernetes
+	// clients of each kube context and namespace (defaultKubeQPS and
+	// defaultKubeBurst when zero). client-go's own default, 5 and 10, makes
+	// a hundred releases at once wait seconds on the worker; the API server
+	// has its own flow control, so requests should queue there.
+	KubeQPS   float32
+	KubeBurst int
 
 	mu      sync.Mutex
 	configs map[configKey]*action.Configuration
-	locks   map[string]chan struct{} // one per release, see lockRelease
+	locks   map[string]*releaseLock // one per release, see lockRelease
 }
 
 // Target is one Helm release in one region.
@@ -65,19 +73,35 @@ type UpgradeInput struct {
 	RegionValues map[string]any `json:"regionValues,omitempty"`
 	Outputs      map[string]any `json:"outputs,omitempty"`
 	OutputsValue string         `json:"outputsValue,omitempty"`
+	// Owner is the run making this upgrade. Empty (histories of releases
+	// started before ownership existed): no ownership check, no labels,
+	// PreviousRevision computed from the history.
+	Owner Owner `json:"owner,omitempty"`
+	// ExpectRevision, with Owner, is the latest revision the run recorded
+	// (Snapshot) before changing anything; 0 means never installed (no
+	// history, or only uninstalled). The upgrade proceeds only while the
+	// latest revision is that one or one of Owner's run.
+	ExpectRevision int `json:"expectRevision"`
 }
 
 // UpgradeResult is the revision that now holds the target version.
 type UpgradeResult struct {
 	Revision int `json:"revision"`
 	// PreviousRevision is the revision deployed before this release changed
-	// anything (0 on a first install). Rollback returns to it.
+	// anything (0 on a first install). Rollback returns to it. With an
+	// Owner it is UpgradeInput.ExpectRevision.
 	PreviousRevision int    `json:"previousRevision"`
 	ChartVersion     string `json:"chartVersion"`
 	AppVersion       string `json:"appVersion,omitempty"`
 	// Unchanged is true when the target chart and values were already
-	// deployed and no new revision was made.
+	// deployed and no new revision was made by this call.
 	Unchanged bool `json:"unchanged"`
+	// Changed is true when Revision was made by this run: by this call, or,
+	// with an Owner, by an earlier attempt of the same run (Unchanged is
+	// then true too). It is false when the target was found deployed by
+	// someone else, such as an earlier release of the same version: there
+	// is nothing of this run's to roll back.
+	Changed bool `json:"changed"`
 }
 
 // WaitInput waits until the release's workloads are ready.
@@ -91,11 +115,23 @@ type WaitInput struct {
 type RollbackInput struct {
 	Target   Target `json:"target"`
 	Revision int    `json:"revision"`
+	// Owner is the run making the rollback; its labels go on the revision
+	// the rollback makes. Empty: no ownership check, no labels.
+	Owner Owner `json:"owner,omitempty"`
+	// Expect is the run whose revision must be the latest for the rollback
+	// to proceed; nil means Owner. A revision of Owner's run is accepted
+	// too: it is a retry's, or Owner's own to undo.
+	Expect *Owner `json:"expect,omitempty"`
+	// Uninstall, with Revision 0 and an Owner, uninstalls the release
+	// (keeping its history): the undoing of a failed first install.
+	Uninstall bool `json:"uninstall,omitempty"`
 }
 
-// RollbackResult is the new revision made by the rollback.
+// RollbackResult is the new revision made by the rollback, or with
+// Uninstalled the revision that was uninstalled (0 if there was none).
 type RollbackResult struct {
-	Revision int `json:"revision"`
+	Revision    int  `json:"revision"`
+	Uninstalled bool `json:"uninstalled,omitempty"`
 }
 
 // Revision is one entry of a release's history.
@@ -107,6 +143,18 @@ type Revision struct {
 	Version      string    `json:"version,omitempty"` // the value at VersionValue, when known
 	Updated      time.Time `json:"updated"`
 	Description  string    `json:"description,omitempty"`
+	// ReleaseID, RunID and Operation ("upgrade", "rollback") are the labels
+	// of the Keelson run that made the revision (ids as label values, see
+	// labelValue: equal to the ids for release ids and UUIDs). Empty when
+	// Keelson did not make it, including a revision made by hand that
+	// carries the labels Helm copied from a Keelson revision.
+	ReleaseID string `json:"releaseId,omitempty"`
+	RunID     string `json:"runId,omitempty"`
+	Operation string `json:"operation,omitempty"`
+	// Deployed, in Snapshot's answer, is the revision deployed at that
+	// moment (0 when none is): what a rollback of the next release returns
+	// to, which is not the latest revision when that one failed.
+	Deployed int `json:"deployed,omitempty"`
 }
 
 // upgradeTimeout bounds Helm hooks during install, upgrade and rollback;
@@ -114,13 +162,24 @@ type Revision struct {
 const upgradeTimeout = 5 * time.Minute
 
 // Upgrade installs or upgrades; idempotent (see UpgradeResult.Unchanged).
+// With in.Owner it changes nothing unless the latest revision is
+// in.ExpectRevision or one of the run's own (ErrForeignRevision), and
+// labels the revision it makes.
 func (a *Activities) Upgrade(ctx context.Context, in UpgradeInput) (*UpgradeResult, error) {
+	// First of all: the lock and the first API calls can take longer than
+	// the heartbeat timeout.
+	hb := startHeartbeat(ctx)
+	defer hb.stop()
 	t := in.Target
 	if err := validateTarget(t); err != nil {
 		return nil, err
 	}
 	if in.Version == "" {
 		return nil, badInput(fmt.Sprintf("upgrade %s in %s: no version", t.Release, t.Region))
+	}
+	owned := in.Owner.RunID != ""
+	if owned && in.ExpectRevision < 0 {
+		return nil, badInput(fmt.Sprintf("upgrade %s in %s: expected revision %d is not a revision", t.Release, t.Region, in.ExpectRevision))
 	}
 	vals, err := composeValues(in)
 	if err != nil {
@@ -146,13 +205,15 @@ func (a *Activities) Upgrade(ctx context.Context, in UpgradeInput) (*UpgradeResu
 	if err != nil {
 		return nil, classify(err, "upgrade %s in %s", t.Release, t.Region)
 	}
-	unlock, err := a.lockRelease(ctx, t)
+	unlock, err := a.lockRelease(ctx, t, hb)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	defer heartbeat(ctx, nil)()
 	log := a.logger().With("release", t.Release, "region", t.Region, "namespace", t.Namespace, "version", in.Version)
+	if owned {
+		log = log.With("keelsonRelease", in.Owner.ReleaseID, "run", in.Owner.RunID, "expectRevision", in.ExpectRevision)
+	}
 	start := time.Now()
 
 	if err := ensureNamespace(ctx, cfg, t.Namespace); err != nil {
@@ -163,11 +224,18 @@ func (a *Activities) Upgrade(ctx context.Context, in UpgradeInput) (*UpgradeResu
 		return nil, classify(err, "upgrade %s in %s: read history", t.Release, t.Region)
 	}
 	last := latest(hist)
+	if owned {
+		if err := checkUpgradeOwner(fmt.Sprintf("upgrade %s in %s", t.Release, t.Region), last, in); err != nil {
+			log.Warn("helm release changed by someone else; not upgrading", "error", err)
+			return nil, err
+		}
+	}
 
 	var rel *release.Release
 	if last != nil && last.Info.Status.IsPending() {
 		// A worker died mid-operation and left the lock Helm keeps in the
-		// release's status; see recoverPending.
+		// release's status; see recoverPending. With an Owner, the
+		// revision is this run's (checkUpgradeOwner).
 		rel, err = recoverPending(ctx, cfg, hist, last, want, log)
 		if err != nil {
 			return nil, classify(err, "upgrade %s in %s: recover pending revision %d", t.Release, t.Region, last.Version)
@@ -175,51 +243,102 @@ func (a *Activities) Upgrade(ctx context.Context, in UpgradeInput) (*UpgradeResu
 		// rel == nil: it was marked failed; a plain upgrade follows.
 	} else if last != nil && last.Info.Status == release.StatusDeployed {
 		if got, err := releaseContent(last); err == nil && got == want {
-			log.Info("helm release already at target", "revision", last.Version)
-			return &UpgradeResult{
-				Revision:         last.Version,
-				PreviousRevision: previousRevision(hist, last.Version, want),
-				ChartVersion:     last.Chart.Metadata.Version,
-				AppVersion:       last.Chart.Metadata.AppVersion,
-				Unchanged:        true,
-			}, nil
+			res := &UpgradeResult{
+				Revision:     last.Version,
+				ChartVersion: last.Chart.Metadata.Version,
+				AppVersion:   last.Chart.Metadata.AppVersion,
+				Unchanged:    true,
+			}
+			if owned {
+				res.PreviousRevision = in.ExpectRevision
+				res.Changed = madeByRun(last, in.Owner.RunID)
+			} else {
+				res.PreviousRevision = previousRevision(hist, last.Version, want)
+			}
+			log.Info("helm release already at target", "revision", last.Version, "changedByThisRun", res.Changed)
+			return res, nil
 		}
 	}
 
 	if rel == nil {
-		rel, err = a.installOrUpgrade(ctx, cfg, in, ch, vals, hist)
+		next := 1
+		if last != nil {
+			next = last.Version + 1
+		}
+		rel, err = a.installOrUpgrade(ctx, cfg, in, ch, vals, last, next)
 		if err != nil {
+			settleFailed(cfg, in, next, err, log)
 			return nil, classify(err, "upgrade %s in %s", t.Release, t.Region)
 		}
 	}
-	// Read the history again: the previous revision is computed the same
-	// way a retry that finds this revision deployed computes it.
-	hist, err = history(cfg, t.Release)
-	if err != nil {
-		return nil, classify(err, "upgrade %s in %s: read history", t.Release, t.Region)
-	}
 	res := &UpgradeResult{
 		Revision:         rel.Version,
-		PreviousRevision: previousRevision(hist, rel.Version, want),
+		PreviousRevision: in.ExpectRevision,
 		ChartVersion:     rel.Chart.Metadata.Version,
 		AppVersion:       rel.Chart.Metadata.AppVersion,
+		Changed:          true,
+	}
+	if !owned {
+		// Read the history again: the previous revision is computed the
+		// same way a retry that finds this revision deployed computes it.
+		hist, err = history(cfg, t.Release)
+		if err != nil {
+			return nil, classify(err, "upgrade %s in %s: read history", t.Release, t.Region)
+		}
+		res.PreviousRevision = previousRevision(hist, rel.Version, want)
 	}
 	log.Info("helm release upgraded", "revision", res.Revision, "previousRevision", res.PreviousRevision,
 		"chartVersion", res.ChartVersion, "took", time.Since(start))
 	return res, nil
 }
 
+// checkUpgradeOwner lets an upgrade with an Owner proceed only when the
+// latest revision (nil: none) is the one the run recorded before changing
+// anything, or one of its own.
+func checkUpgradeOwner(what string, last *release.Release, in UpgradeInput) error {
+	expected := fmt.Sprintf("revision %d or a revision of run %s", in.ExpectRevision, in.Owner.RunID)
+	if in.ExpectRevision == 0 {
+		expected = fmt.Sprintf("no revision (never installed, or uninstalled) or a revision of run %s", in.Owner.RunID)
+	}
+	switch {
+	case madeByRun(last, in.Owner.RunID):
+		// An earlier attempt of this run: completed, failed or pending.
+		return nil
+	case last == nil:
+		if in.ExpectRevision == 0 {
+			return nil
+		}
+	case last.Info.Status.IsPending():
+		// Someone else's install, upgrade or rollback is under way (or
+		// was abandoned): settling it is not this run's business.
+		return foreignRevision(what, last, expected)
+	case last.Version == in.ExpectRevision:
+		return nil
+	case in.ExpectRevision == 0 && last.Info.Status == release.StatusUninstalled:
+		return nil
+	}
+	return foreignRevision(what, last, expected)
+}
+
 // installOrUpgrade is `helm upgrade --install` without --wait: the values
 // replace the previous ones entirely (they are composed in full each time).
+// last is the latest revision (nil: none); next the number Helm will give
+// the new revision, recorded in its labels when in has an Owner.
 func (a *Activities) installOrUpgrade(ctx context.Context, cfg *action.Configuration, in UpgradeInput,
-	ch *chart.Chart, vals map[string]any, hist []*release.Release) (*release.Release, error) {
+	ch *chart.Chart, vals map[string]any, last *release.Release, next int) (*release.Release, error) {
 	t := in.Target
 	labels := map[string]string{}
 	if key := in.VersionValue; key != "" && key != defaultVersionValue && len(validation.IsValidLabelValue(key)) == 0 {
 		labels[versionValueLabel] = key
 	}
+	if in.Owner.RunID != "" {
+		// Helm numbers a new revision one above the latest, install
+		// (with Replace) and upgrade alike. Should another revision slip
+		// in between, ours gets another number and no longer passes for
+		// this run's: the run stops rather than roll anything back.
+		maps.Copy(labels, ownerLabels(in.Owner, opUpgrade, next))
+	}
 
-	last := latest(hist)
 	if last == nil || last.Info.Status == release.StatusUninstalled {
 		inst := action.NewInstall(cfg)
 		inst.ReleaseName = t.Release
@@ -240,8 +359,34 @@ func (a *Activities) installOrUpgrade(ctx context.Context, cfg *action.Configura
 	return up.RunWithContext(ctx, t.Release, ch, vals)
 }
 
+// settleFailed marks failed the revision rev of in's run when Helm
+// returned err but left it pending: Helm marks a failed install or upgrade
+// failed itself, but only logs it when that write fails. A pending
+// revision holds Helm's lock on the release; what this does not settle,
+// recoverPending settles on the next call. Only the run's own revision is
+// touched: without an Owner, rev could be someone else's, in flight.
+func settleFailed(cfg *action.Configuration, in UpgradeInput, rev int, err error, log *slog.Logger) {
+	if in.Owner.RunID == "" {
+		return
+	}
+	rel, getErr := cfg.Releases.Get(in.Target.Release, rev)
+	if getErr != nil || rel.Info == nil || !rel.Info.Status.IsPending() || !madeByRun(rel, in.Owner.RunID) {
+		return
+	}
+	was := rel.Info.Status
+	rel.Info.Status = release.StatusFailed
+	rel.Info.Description = fmt.Sprintf("%s failed: %v", was, err)
+	if upErr := cfg.Releases.Update(rel); upErr != nil {
+		log.Warn("could not mark failed helm revision failed; the next attempt will", "revision", rev, "status", was, "error", upErr)
+		return
+	}
+	log.Warn("marked failed helm revision failed", "revision", rev, "status", was)
+}
+
 // WaitReady waits for the workloads of the release, heartbeating.
 func (a *Activities) WaitReady(ctx context.Context, in WaitInput) error {
+	hb := startHeartbeat(ctx)
+	defer hb.stop()
 	t := in.Target
 	if err := validateTarget(t); err != nil {
 		return err
@@ -250,35 +395,51 @@ func (a *Activities) WaitReady(ctx context.Context, in WaitInput) error {
 	if err != nil {
 		return classify(err, "wait for %s in %s", t.Release, t.Region)
 	}
-	return a.waitReady(ctx, cfg, in)
+	return a.waitReady(ctx, cfg, in, hb)
 }
 
 // Rollback rolls back to the given revision; idempotent when that
-// revision's content is already what is deployed.
+// revision's content is already what is deployed (with an Owner: deployed
+// by a rollback of Owner's run). With an Owner it changes nothing unless
+// the latest revision was made by Expect's run or Owner's
+// (ErrForeignRevision), labels the revision it makes, and can uninstall.
 func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (*RollbackResult, error) {
+	hb := startHeartbeat(ctx)
+	defer hb.stop()
 	t := in.Target
 	if err := validateTarget(t); err != nil {
 		return nil, err
 	}
-	if in.Revision <= 0 {
+	owned := in.Owner.RunID != ""
+	switch {
+	case in.Uninstall && (!owned || in.Revision != 0):
+		return nil, badInput(fmt.Sprintf("rollback %s in %s: uninstall needs revision 0 and an owner (got revision %d, owner %q)",
+			t.Release, t.Region, in.Revision, in.Owner.RunID))
+	case in.Revision <= 0 && !in.Uninstall:
 		return nil, badInput(fmt.Sprintf("rollback %s in %s: revision %d is not a revision", t.Release, t.Region, in.Revision))
 	}
 	cfg, err := a.config(t)
 	if err != nil {
 		return nil, classify(err, "rollback %s in %s", t.Release, t.Region)
 	}
-	unlock, err := a.lockRelease(ctx, t)
+	unlock, err := a.lockRelease(ctx, t, hb)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	defer heartbeat(ctx, nil)()
 	log := a.logger().With("release", t.Release, "region", t.Region, "namespace", t.Namespace, "toRevision", in.Revision)
+	if owned {
+		log = log.With("keelsonRelease", in.Owner.ReleaseID, "run", in.Owner.RunID)
+	}
 	start := time.Now()
 
 	hist, err := history(cfg, t.Release)
 	if err != nil {
 		return nil, classify(err, "rollback %s in %s: read history", t.Release, t.Region)
+	}
+	last := latest(hist)
+	if in.Uninstall {
+		return a.uninstall(cfg, in, last, log)
 	}
 	if len(hist) == 0 {
 		return nil, temporal.NewNonRetryableApplicationError(
@@ -291,14 +452,33 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (*RollbackR
 		}
 	}
 	if target == nil {
-		return nil, badInput(fmt.Sprintf("rollback %s in %s: no revision %d (latest is %d)", t.Release, t.Region, in.Revision, latest(hist).Version))
+		return nil, badInput(fmt.Sprintf("rollback %s in %s: no revision %d (latest is %d)", t.Release, t.Region, in.Revision, last.Version))
 	}
 	want, err := releaseContent(target)
 	if err != nil {
 		return nil, badInput(fmt.Sprintf("rollback %s in %s: revision %d: %v", t.Release, t.Region, in.Revision, err))
 	}
 
-	last := latest(hist)
+	if owned {
+		if m, ok := makerOf(last); ok && madeByRun(last, in.Owner.RunID) && m.op == opRollback && last.Info.Status == release.StatusDeployed {
+			// A retried rollback finds its own revision deployed.
+			if got, err := releaseContent(last); err == nil && got == want {
+				log.Info("helm release already rolled back by this run", "revision", last.Version)
+				return &RollbackResult{Revision: last.Version}, nil
+			}
+		}
+		expect := in.Owner
+		if in.Expect != nil {
+			expect = *in.Expect
+		}
+		if !madeByRun(last, expect.RunID) && !madeByRun(last, in.Owner.RunID) {
+			err := foreignRevision(fmt.Sprintf("rollback %s in %s to revision %d", t.Release, t.Region, in.Revision),
+				last, fmt.Sprintf("a revision of run %s", expect.RunID))
+			log.Warn("helm release changed by someone else; not rolling back", "error", err)
+			return nil, err
+		}
+	}
+
 	if last.Info.Status.IsPending() {
 		rel, err := recoverPending(ctx, cfg, hist, last, want, log)
 		if err != nil {
@@ -307,7 +487,7 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (*RollbackR
 		if rel != nil {
 			return &RollbackResult{Revision: rel.Version}, nil
 		}
-	} else if last.Info.Status == release.StatusDeployed {
+	} else if !owned && last.Info.Status == release.StatusDeployed {
 		// A retried rollback finds its own revision deployed.
 		if got, err := releaseContent(last); err == nil && got == want {
 			log.Info("helm release already at rollback target", "revision", last.Version)
@@ -315,7 +495,15 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (*RollbackR
 		}
 	}
 
-	rb := action.NewRollback(cfg)
+	rbCfg := cfg
+	if owned {
+		// Rollback copies the labels of the revision it returns to; the
+		// new revision gets the Owner's from its creation instead.
+		labels := ownerLabels(in.Owner, opRollback, 0)
+		delete(labels, labelRevision) // labelingDriver sets it
+		rbCfg = labeling(cfg, labels)
+	}
+	rb := action.NewRollback(rbCfg)
 	rb.Version = in.Revision
 	rb.Timeout = upgradeTimeout
 	if err := rb.Run(t.Release); err != nil {
@@ -333,8 +521,88 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (*RollbackR
 	return &RollbackResult{Revision: rel.Version}, nil
 }
 
+// uninstall undoes a failed first install: `helm uninstall --keep-history`
+// (the history stays readable), without waiting for the objects to go.
+// The release must be in.Owner's (or in.Expect's) to uninstall; a release
+// already uninstalled or gone is reported uninstalled.
+func (a *Activities) uninstall(cfg *action.Configuration, in RollbackInput, last *release.Release, log *slog.Logger) (*RollbackResult, error) {
+	t := in.Target
+	what := fmt.Sprintf("uninstall %s in %s", t.Release, t.Region)
+	if last == nil {
+		log.Info("helm release already gone")
+		return &RollbackResult{Uninstalled: true}, nil
+	}
+	if last.Info.Status == release.StatusUninstalled {
+		log.Info("helm release already uninstalled", "revision", last.Version)
+		return &RollbackResult{Revision: last.Version, Uninstalled: true}, nil
+	}
+	expect := in.Owner
+	if in.Expect != nil {
+		expect = *in.Expect
+	}
+	if !madeByRun(last, expect.RunID) && !madeByRun(last, in.Owner.RunID) {
+		err := foreignRevision(what, last, fmt.Sprintf("a revision of run %s", expect.RunID))
+		log.Warn("helm release changed by someone else; not uninstalling", "error", err)
+		return nil, err
+	}
+	start := time.Now()
+	un := action.NewUninstall(cfg)
+	un.KeepHistory = true
+	un.Timeout = upgradeTimeout
+	un.Description = fmt.Sprintf("Uninstalled by Keelson release %s (run %s)", in.Owner.ReleaseID, in.Owner.RunID)
+	if _, err := un.Run(t.Release); err != nil {
+		return nil, classify(err, "%s", what)
+	}
+	// Uninstall only logs a failure to store the uninstalled status: read
+	// it back, and let a retry finish the job if it is not there.
+	rel, err := cfg.Releases.Last(t.Release)
+	if err != nil {
+		return nil, classify(err, "%s: read result", what)
+	}
+	if rel.Info.Status != release.StatusUninstalled {
+		return nil, fmt.Errorf("%s: revision %d is %s after uninstalling: %s", what, rel.Version, rel.Info.Status, rel.Info.Description)
+	}
+	log.Info("helm release uninstalled", "revision", rel.Version, "took", time.Since(start))
+	return &RollbackResult{Revision: rel.Version, Uninstalled: true}, nil
+}
+
+// Snapshot returns the latest revision of Target, whatever its status, or
+// a zero Revision (Revision 0) when the release was never installed or is
+// uninstalled. The workflow records it as a region's baseline before
+// changing anything (UpgradeInput.ExpectRevision), and reads it after a
+// failed upgrade to learn whether the latest revision is its own.
+func (a *Activities) Snapshot(ctx context.Context, in Target) (*Revision, error) {
+	hb := startHeartbeat(ctx)
+	defer hb.stop()
+	if err := validateTarget(in); err != nil {
+		return nil, err
+	}
+	cfg, err := a.config(in)
+	if err != nil {
+		return nil, classify(err, "snapshot of %s in %s", in.Release, in.Region)
+	}
+	hist, err := history(cfg, in.Release)
+	if err != nil {
+		return nil, classify(err, "snapshot of %s in %s", in.Release, in.Region)
+	}
+	last := latest(hist)
+	if last == nil || (last.Info != nil && last.Info.Status == release.StatusUninstalled) {
+		return &Revision{}, nil
+	}
+	r := toRevision(last)
+	for i := len(hist) - 1; i >= 0; i-- {
+		if hist[i].Info != nil && hist[i].Info.Status == release.StatusDeployed {
+			r.Deployed = hist[i].Version
+			break
+		}
+	}
+	return &r, nil
+}
+
 // Status returns the current revision of Target.
 func (a *Activities) Status(ctx context.Context, in Target) (*Revision, error) {
+	hb := startHeartbeat(ctx)
+	defer hb.stop()
 	if err := validateTarget(in); err != nil {
 		return nil, err
 	}
@@ -352,6 +620,8 @@ func (a *Activities) Status(ctx context.Context, in Target) (*Revision, error) {
 
 // History returns Target's revisions, oldest first.
 func (a *Activities) History(ctx context.Context, in Target) ([]Revision, error) {
+	hb := startHeartbeat(ctx)
+	defer hb.stop()
 	if err := validateTarget(in); err != nil {
 		return nil, err
 	}
@@ -387,6 +657,9 @@ func toRevision(rel *release.Release) Revision {
 	if rel.Chart != nil && rel.Chart.Metadata != nil {
 		r.ChartVersion = rel.Chart.Metadata.Version
 		r.AppVersion = rel.Chart.Metadata.AppVersion
+	}
+	if m, ok := makerOf(rel); ok {
+		r.ReleaseID, r.RunID, r.Operation = m.releaseID, m.runID, m.op
 	}
 	return r
 }

@@ -165,12 +165,13 @@ func TestUpgradeInstallsThenUpgradesIdempotently(t *testing.T) {
 	h := newHarness(t, "upgrade")
 
 	first := h.mustUpgrade(h.upgradeInput("1.0.0"))
-	require.Equal(t, UpgradeResult{Revision: 1, PreviousRevision: 0, ChartVersion: "0.1.0", AppVersion: "1.0.0"}, *first)
+	require.Equal(t, UpgradeResult{Revision: 1, PreviousRevision: 0, ChartVersion: "0.1.0", AppVersion: "1.0.0", Changed: true}, *first)
 
 	second := h.mustUpgrade(h.upgradeInput("2.0.0"))
 	require.Equal(t, 2, second.Revision)
 	require.Equal(t, 1, second.PreviousRevision)
 	require.False(t, second.Unchanged)
+	require.True(t, second.Changed)
 
 	// A retried activity: same target, no new revision, same previous.
 	again := h.mustUpgrade(h.upgradeInput("2.0.0"))
@@ -328,7 +329,7 @@ func TestPendingUpgradeIsRecoveredWithOneRevision(t *testing.T) {
 	p := pendingRevision(t, h, h.upgradeInput("2.0.0"))
 	require.Equal(t, 2, p.Version)
 	res := h.mustUpgrade(h.upgradeInput("2.0.0"))
-	require.Equal(t, UpgradeResult{Revision: 2, PreviousRevision: 1, ChartVersion: "0.1.0", AppVersion: "1.0.0"}, *res)
+	require.Equal(t, UpgradeResult{Revision: 2, PreviousRevision: 1, ChartVersion: "0.1.0", AppVersion: "1.0.0", Changed: true}, *res)
 	revs := h.history()
 	require.Len(t, revs, 2)
 	require.Equal(t, "superseded", revs[0].Status)
@@ -396,7 +397,7 @@ func TestPendingInstallIsCompleted(t *testing.T) {
 	require.NoError(t, cfg.Releases.Create(rel))
 
 	res := h.mustUpgrade(in)
-	require.Equal(t, UpgradeResult{Revision: 1, ChartVersion: "0.1.0", AppVersion: "1.0.0"}, *res)
+	require.Equal(t, UpgradeResult{Revision: 1, ChartVersion: "0.1.0", AppVersion: "1.0.0", Changed: true}, *res)
 	revs := h.history()
 	require.Len(t, revs, 1)
 	require.Equal(t, "deployed", revs[0].Status)

@@ -26,8 +26,8 @@ const (
 // waitReady polls Helm's ReadyChecker (the checks of `helm upgrade --wait`,
 // jobs included) over the objects of the revision's manifest. It is Helm's
 // wait loop written out so that it stops with the activity's context and
-// can say which objects were not ready.
-func (a *Activities) waitReady(ctx context.Context, cfg *action.Configuration, in WaitInput) error {
+// can say which objects were not ready, in hb's details while it waits.
+func (a *Activities) waitReady(ctx context.Context, cfg *action.Configuration, in WaitInput, hb *beat) error {
 	t := in.Target
 	timeout := in.Timeout
 	if timeout <= 0 {
@@ -58,18 +58,19 @@ func (a *Activities) waitReady(ctx context.Context, cfg *action.Configuration, i
 		log.Debug(fmt.Sprintf(format, v...), "source", "helm")
 	}, kube.PausedAsReady(true), kube.CheckJobs(true))
 
-	// The heartbeat goroutine reports what the poll loop saw last.
+	// The heartbeat reports what the poll loop saw last.
 	var (
 		mu       sync.Mutex
 		waiting  []string
 		start    = time.Now()
 		deadline = start.Add(timeout)
 	)
-	defer heartbeat(ctx, func() any {
+	hb.set(func() any {
 		mu.Lock()
 		defer mu.Unlock()
 		return fmt.Sprintf("waiting %s for: %s", time.Since(start).Round(time.Second), strings.Join(waiting, ", "))
-	})()
+	})
+	defer hb.set(nil)
 
 	waitCtx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()

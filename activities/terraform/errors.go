@@ -102,9 +102,12 @@ func contains(list []string, s string) bool {
 // isStale reports whether apply refused a saved plan because the state
 // changed after the plan was made.
 func isStale(err error) bool {
-	if err == nil {
-		return false
-	}
-	t := err.Error()
-	return strings.Contains(t, "Saved plan is stale") || strings.Contains(t, "Saved plan does not match the given state")
+	return err != nil && strings.Contains(err.Error(), "Saved plan is stale")
+}
+
+// isOtherLineage reports whether apply refused a saved plan because the
+// state is not the one the plan was made from (another lineage): not stale,
+// and never re-planned over.
+func isOtherLineage(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "Saved plan does not match the given state")
 }

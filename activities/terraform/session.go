@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/terraform-exec/tfexec"
 	tfjson "github.com/hashicorp/terraform-json"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 )
 
 const (
@@ -346,6 +347,14 @@ func (s *session) apply(ctx context.Context, file string) error {
 		if isStale(err) && ctx.Err() == nil {
 			// Retryable, and recognised by the caller, which plans again.
 			return fmt.Errorf("terraform apply %s: saved plan is stale: %w", s.name, err)
+		}
+		if isOtherLineage(err) && ctx.Err() == nil {
+			// Checked before the apply already; this is the state being
+			// replaced in between, seen by Terraform under its lock.
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+				"terraform apply %s: the saved plan was made from a state of another lineage: "+
+					"the state was replaced or is another stack's; not applied (%s)", s.name, diagnostics(err.Error())),
+				ErrStateLineage, err)
 		}
 		return s.fail(ctx, "apply", err)
 	}

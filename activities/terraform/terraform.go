@@ -1,6 +1,8 @@
 // Package terraform runs a region's Terraform stack with terraform-exec:
-// plan to a saved file, a summary of the plan for the workflow, apply of the
-// saved plan (re-planning when it went stale), and outputs.
+// plan to a saved file, a summary of the plan for the workflow, a check that
+// a saved plan still applies as approved, apply of the saved plan
+// (re-planning when it went stale, never beyond what was approved), and
+// outputs.
 package terraform
 
 import (
@@ -11,6 +13,9 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"strings"
+
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/keelson-dev/keelson/activities/artifacts"
 )
@@ -20,6 +25,17 @@ import (
 const (
 	ErrConfig   = "TerraformConfigError" // the stack does not validate or plan: retrying cannot help
 	ErrBadInput = "TerraformBadInput"
+	// ErrPlanExceedsApproved: a re-plan of a stale saved plan does more
+	// than the plan that was approved (a destroy or replace that was not in
+	// it, an address that was not in it). Non-retryable. Its details carry
+	// one *PlanResult: the new plan, saved in the artifact store under a key
+	// of its own (never overwriting the approved plan's key), so that the
+	// workflow can open the gate again with it.
+	ErrPlanExceedsApproved = "TerraformPlanExceedsApproved"
+	// ErrStateLineage: the state's lineage differs from the saved plan's: it
+	// is another stack's state, or was replaced; never re-planned over.
+	// Non-retryable; the message names both lineages and the cause.
+	ErrStateLineage = "TerraformStateLineage"
 )
 
 // Activities holds what Terraform runs need. One value serves every region.
@@ -71,6 +87,9 @@ type Summary struct {
 	Changed  []string `json:"changed,omitempty"`
 	// Destroyed lists addresses destroyed, including those replaced.
 	Destroyed []string `json:"destroyed,omitempty"`
+	// Replaced lists addresses replaced (delete and create, either order);
+	// they are in Added and Destroyed too.
+	Replaced []string `json:"replaced,omitempty"`
 }
 
 // HasChanges reports whether applying the plan would change anything.
@@ -149,19 +168,22 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (*PlanResult, error
 	return res, nil
 }
 
-// Apply applies the saved plan, re-planning if Terraform says it is stale,
-// and returns the outputs.
+// Apply applies the saved plan, re-planning if it went stale, and returns
+// the outputs. What it applies never exceeds the saved plan, which is the
+// plan that was approved: a re-plan that would do more (destroy what the
+// saved plan did not, touch an address it did not) is saved under a key of
+// its own and returned in an ErrPlanExceedsApproved error, unapplied, for
+// the workflow to take back to the gate. A state of another lineage is
+// never planned over (ErrStateLineage).
 //
 // It is safe to retry after a worker died in the middle: the state lock of
 // a dead Terraform goes with its process (and a live one is waited for with
 // a lock timeout); a saved plan that was already applied, fully or in part,
-// is stale, so the retry re-plans and applies only what is left, or nothing.
+// is stale, so the retry re-plans and applies only what is left, or nothing;
+// what is left is within the saved plan.
 func (a *Activities) Apply(ctx context.Context, in ApplyInput) (*ApplyResult, error) {
-	if in.PlanKey == "" {
-		return nil, badInput("apply %s/%s: no plan key", in.Stack.Application, in.Stack.Region)
-	}
-	if err := artifacts.CheckKey(in.PlanKey); err != nil {
-		return nil, badInput("apply %s/%s: %v", in.Stack.Application, in.Stack.Region, err)
+	if err := checkPlanKey("apply", in.Stack, in.PlanKey); err != nil {
+		return nil, err
 	}
 	s, err := a.open(ctx, in.Stack, "apply")
 	if err != nil {
@@ -176,20 +198,35 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (*ApplyResult, er
 	if err := s.init(ctx); err != nil {
 		return nil, err
 	}
+	// Before anything is applied: a state of another lineage stops here,
+	// and a plan known to be stale is not even tried.
+	stale, err := s.checkState(ctx, saved, in.PlanKey)
+	if err != nil {
+		return nil, err
+	}
 	plan, _, err := s.show(ctx, saved)
 	if err != nil {
 		return nil, err
 	}
-	res := &ApplyResult{Summary: Summarize(plan)}
-	// An empty saved plan is applied too: if the state moved since, the
-	// stale plan is what tells us that something is left to do.
-	switch err := s.apply(ctx, saved); {
-	case err == nil:
-		res.Applied = hasChanges(plan)
-	case isStale(err):
+	approved := Summarize(plan)
+	res := &ApplyResult{Summary: approved}
+	if !stale {
+		// An empty saved plan is applied too: Terraform checks, under the
+		// state lock, that the state has not moved since our own look.
+		switch err := s.apply(ctx, saved); {
+		case err == nil:
+			res.Applied = hasChanges(plan)
+		case isStale(err):
+			stale = true // another run applied between our look and the lock
+		default:
+			return nil, err
+		}
+	}
+	if stale {
 		// The state changed since the plan: another apply, or this very
 		// activity's earlier attempt that finished (or got part-way) before
-		// its worker died. Plan again and apply whatever is still missing.
+		// its worker died. Plan again and apply whatever is still missing,
+		// as long as that stays within what was approved.
 		s.log.Info("saved plan is stale, planning again", "plan", in.PlanKey)
 		res.Replanned = true
 		replan := s.scratch("replan.tfplan")
@@ -197,19 +234,28 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (*ApplyResult, er
 		if err != nil {
 			return nil, err
 		}
-		plan, _, err := s.show(ctx, replan)
+		next, raw, err := s.show(ctx, replan)
 		if err != nil {
 			return nil, err
 		}
-		res.Summary = Summarize(plan)
+		res.Summary = Summarize(next)
+		if reasons := Exceeds(approved, res.Summary); len(reasons) > 0 {
+			pr, err := s.saveReplan(ctx, replan, raw, res.Summary)
+			if err != nil {
+				return nil, err
+			}
+			s.log.Warn("re-plan does more than the approved plan; not applied", "plan", in.PlanKey,
+				"newPlan", pr.PlanKey, "exceeds", reasons)
+			return nil, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("re-plan of %s does more than the approved plan: %s", s.name, strings.Join(reasons, "; ")),
+				ErrPlanExceedsApproved, nil, pr)
+		}
 		if changes {
 			if err := s.apply(ctx, replan); err != nil {
 				return nil, err
 			}
 		}
 		res.Applied = changes
-	default:
-		return nil, err
 	}
 	if res.Outputs, err = s.outputs(ctx); err != nil {
 		return nil, err
@@ -219,11 +265,22 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (*ApplyResult, er
 	return res, nil
 }
 
+// checkPlanKey refuses a missing or malformed saved plan key.
+func checkPlanKey(op string, st Stack, key string) error {
+	if key == "" {
+		return badInput("%s %s/%s: no plan key", op, st.Application, st.Region)
+	}
+	if err := artifacts.CheckKey(key); err != nil {
+		return badInput("%s %s/%s: %v", op, st.Application, st.Region, err)
+	}
+	return nil
+}
+
 // download fetches a saved plan into the working copy.
 func (s *session) download(ctx context.Context, key, dst string) error {
 	rc, err := s.a.Artifacts.Get(ctx, key)
 	if errors.Is(err, artifacts.ErrNotFound) || errors.Is(err, artifacts.ErrBadKey) {
-		return badInput("apply %s: saved plan %s: %v", s.name, key, err)
+		return badInput("%s: saved plan %s: %v", s.name, key, err)
 	}
 	if err != nil {
 		return fmt.Errorf("fetch saved plan %s for %s: %w", key, s.name, err)

@@ -138,6 +138,26 @@ func (f *fixture) apply(st Stack, key string) (*ApplyResult, error) {
 	return &res, nil
 }
 
+func (f *fixture) verify(st Stack, key string) (*VerifyResult, error) {
+	f.t.Helper()
+	start := time.Now()
+	v, err := f.env.ExecuteActivity(f.a.Verify, VerifyInput{Stack: st, PlanKey: key})
+	f.t.Logf("verify %s %s took %v", st.Region, st.Version, time.Since(start).Round(time.Millisecond))
+	if err != nil {
+		return nil, err
+	}
+	var res VerifyResult
+	require.NoError(f.t, v.Get(&res))
+	return &res, nil
+}
+
+func (f *fixture) mustVerify(st Stack, key string) *VerifyResult {
+	f.t.Helper()
+	res, err := f.verify(st, key)
+	require.NoError(f.t, err)
+	return res
+}
+
 func (f *fixture) mustPlan(st Stack) *PlanResult {
 	f.t.Helper()
 	res, err := f.plan(st)
@@ -227,6 +247,7 @@ func TestPlanApplyAndNextVersion(t *testing.T) {
 		Destroys:  2,
 		Added:     []string{"terraform_data.release", "terraform_data.rollout"},
 		Destroyed: []string{"terraform_data.release", "terraform_data.rollout"},
+		Replaced:  []string{"terraform_data.release", "terraform_data.rollout"},
 	}, plan2.Summary)
 	res2 := f.mustApply(v2, plan2.PlanKey)
 	require.True(t, res2.Applied)
@@ -261,13 +282,21 @@ func TestApplyRetriedAfterItApplied(t *testing.T) {
 }
 
 // A plan that went stale because another version was applied after it is
-// planned again and what is left (putting its own version back) is applied.
+// planned again and what is left (putting its own version back) is applied:
+// the re-plan replaces what the approved plan replaced, nothing more.
 func TestStalePlanIsReplanned(t *testing.T) {
 	f := newFixture(t)
 	v1, v2, v3 := demoStack(t, "1.0.0"), demoStack(t, "2.0.0"), demoStack(t, "3.0.0")
 	f.mustApply(v1, f.mustPlan(v1).PlanKey)
 	planV2 := f.mustPlan(v2)
 	f.mustApply(v3, f.mustPlan(v3).PlanKey)
+
+	ver := f.mustVerify(v2, planV2.PlanKey)
+	require.True(t, ver.Stale)
+	require.Empty(t, ver.Exceeds, "the re-plan is within the approved plan")
+	require.NotNil(t, ver.Plan)
+	require.NotEqual(t, planV2.PlanKey, ver.Plan.PlanKey)
+	require.Equal(t, planV2.Summary, ver.Plan.Summary)
 
 	res := f.mustApply(v2, planV2.PlanKey)
 	require.True(t, res.Replanned)
@@ -311,8 +340,8 @@ func requireAppError(t *testing.T, err error, typ string) {
 	require.True(t, appErr.NonRetryable(), "error: %v", err)
 }
 
-// brokenStack is the demo stack plus one extra file.
-func brokenStack(t *testing.T, version, extra string) Stack {
+// stackWith is the demo stack plus one extra file.
+func stackWith(t *testing.T, version, extra string) Stack {
 	st := demoStack(t, version)
 	dir := t.TempDir()
 	require.NoError(t, syncStack(st.Dir, dir))
@@ -331,7 +360,7 @@ func TestBrokenStackIsConfigError(t *testing.T) {
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t)
-			_, err := f.plan(brokenStack(t, "1.0.0", c.extra))
+			_, err := f.plan(stackWith(t, "1.0.0", c.extra))
 			requireAppError(t, err, ErrConfig)
 			require.ErrorContains(t, err, c.says)
 		})

@@ -28,3 +28,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | quote }}
 {{- define "demo.unready" -}}
 {{- if hasSuffix "-unready" (.Values.version | toString) -}}true{{- end -}}
 {{- end -}}
+
+{{/* Labels of a hook Job and its pod: (dict "ctx" $ "hook" "pre-upgrade"). */}}
+{{- define "demo.hookLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-hook" .ctx.Chart.Name }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .hook }}
+app.kubernetes.io/version: {{ include "demo.versionLabel" .ctx | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+{{- end -}}

@@ -1,0 +1,317 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/keelson-dev/keelson/activities/coord"
+	"github.com/keelson-dev/keelson/activities/helm"
+	"github.com/keelson-dev/keelson/activities/terraform"
+	"github.com/keelson-dev/keelson/release"
+)
+
+// Workflow changes are guarded with workflow.GetVersion (docs/versioning.md):
+// a release already running when Keelson is upgraded replays the code path
+// it started on. Each change has an ID here and is never renamed or removed
+// while histories that lack it may still be running.
+const (
+	// changeOwnership: one release per application (the lane), the Helm
+	// revisions recorded before anything changes and owned by the run, a
+	// cancel handled as an abort without cutting a step in half, plans
+	// checked against the approved ones after a gate, rollbacks retried
+	// until a deadline.
+	changeOwnership = "keelson-ownership"
+)
+
+// LaneWorkflow is the lane's workflow type name, as registered.
+const LaneWorkflow = "Lane"
+
+// owner is the Helm revision owner of this run of the release.
+func (r *releaseImpl) owner(ctx workflow.Context) helm.Owner {
+	info := workflow.GetInfo(ctx)
+	return helm.Owner{ReleaseID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID}
+}
+
+// watchCancel turns a cancel request (Web UI, `temporal workflow cancel`)
+// into an abort. The release runs on a disconnected context, so the cancel
+// interrupts nothing: the step in progress finishes, then the release rolls
+// back as an abort does, and the result names who cancelled.
+func (r *releaseImpl) watchCancel(ctx workflow.Context) {
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		_ = workflow.Await(gctx, func() bool { return false })
+		if r.status.Phase.Done() {
+			return
+		}
+		dctx, _ := workflow.NewDisconnectedContext(gctx)
+		who := cancelRequester(dctx)
+		if r.abort != nil || r.manual != nil {
+			return
+		}
+		r.abort = &Control{User: who, Reason: "cancel requested through Temporal", Via: "cancel"}
+		workflow.GetLogger(dctx).Info("Release cancelled: handled as an abort", "by", who)
+		r.signalChildren(dctx, SignalRegionAbort, *r.abort)
+		r.details(dctx)
+	})
+}
+
+// cancelRequester reads who asked Temporal to cancel this run.
+func cancelRequester(ctx workflow.Context) string {
+	var a *coord.Activities
+	info := workflow.GetInfo(ctx)
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		Summary:             "who cancelled this release?",
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+	})
+	var out coord.CancelRequest
+	ref := coord.RunRef{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID}
+	if err := workflow.ExecuteActivity(actx, a.CancelRequester, ref).Get(ctx, &out); err != nil {
+		return "unknown (Temporal cancel request)"
+	}
+	return out.Identity
+}
+
+// acquireLane queues the release in its application's lane and waits for
+// its turn. It returns false when the release was stopped while queued.
+func (r *releaseImpl) acquireLane(ctx workflow.Context) bool {
+	var a *coord.Activities
+	info := workflow.GetInfo(ctx)
+	app := r.in.Spec.Application
+	req := LaneRequest{ReleaseID: r.id, RunID: info.WorkflowExecution.RunID, Version: r.in.Version, At: workflow.Now(ctx)}
+	r.status.Queue = &QueueStatus{}
+	r.setPhase(ctx, PhaseQueued, "waiting for the lane of "+app)
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		Summary:             "queue in the lane of " + app,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 10 * time.Second},
+	})
+	in := coord.SignalWithStartInput{
+		WorkflowID:   LaneID(app),
+		WorkflowType: LaneWorkflow,
+		TaskQueue:    info.TaskQueueName,
+		Signal:       SignalLaneAcquire,
+		Arg:          req,
+		StartArg:     &LaneInput{Application: app},
+		Summary:      "one release of " + app + " at a time",
+	}
+	r.laneAsked = true
+	if err := workflow.ExecuteActivity(actx, a.SignalWithStart, in).Get(ctx, nil); err != nil {
+		// Retried without limit: only a bug gets here.
+		r.reason = fmt.Sprintf("could not queue in the lane of %s: %v", app, rootCause(err))
+		return false
+	}
+	_ = workflow.Await(ctx, func() bool { return r.laneGranted || r.abort != nil || r.manual != nil })
+	r.status.Queue = nil
+	return r.laneGranted && r.abort == nil && r.manual == nil
+}
+
+// releaseLane gives the lane back (or leaves the queue). Losing the signal
+// is survivable: the lane checks that its holder still runs.
+func (r *releaseImpl) releaseLane(ctx workflow.Context) {
+	if !r.laneAsked {
+		return
+	}
+	info := workflow.GetInfo(ctx)
+	req := LaneRequest{ReleaseID: r.id, RunID: info.WorkflowExecution.RunID}
+	if err := workflow.SignalExternalWorkflow(ctx, LaneID(r.in.Spec.Application), "", SignalLaneRelease, req).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("Lane release not delivered", "error", err)
+	}
+}
+
+// snapshot records every region's Helm revision before the release changes
+// anything: the revision each upgrade expects to find, and the one a
+// rollback returns to.
+func (r *releaseImpl) snapshot(ctx workflow.Context) error {
+	var h *helm.Activities
+	names := r.regionNames()
+	futures := make([]workflow.Future, len(names))
+	for i, name := range names {
+		reg := r.regionSpec(name)
+		opts := workflow.ActivityOptions{
+			StartToCloseTimeout:    time.Minute,
+			ScheduleToCloseTimeout: 10 * time.Minute,
+			Summary:                fmt.Sprintf("record the Helm revision of %s in %s", r.in.Spec.Chart.Release, name),
+			RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 15 * time.Second},
+		}
+		futures[i] = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), h.Snapshot, r.target(reg))
+	}
+	var errs []error
+	for i, name := range names {
+		var rev helm.Revision
+		if err := futures[i].Get(ctx, &rev); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, rootCause(err)))
+			continue
+		}
+		r.baseline[name] = rev
+		r.regions[name].PreviousRevision = rev.Revision
+	}
+	r.details(ctx)
+	return errors.Join(errs...)
+}
+
+func (r *releaseImpl) regionNames() []string {
+	var names []string
+	for _, w := range r.in.Spec.Waves {
+		names = append(names, w.Regions...)
+	}
+	return names
+}
+
+func (r *releaseImpl) target(reg release.Region) helm.Target {
+	return helm.Target{Region: reg.Name, KubeContext: reg.KubeContext, Namespace: reg.Namespace, Release: r.in.Spec.Chart.Release}
+}
+
+// verifyPlans checks, after a gate was approved, that each region's saved
+// plan still applies as approved. A stale plan that does no more than the
+// approved one replaces it; one that does more is returned with why, for
+// the gate to open again with it.
+func (r *releaseImpl) verifyPlans(ctx workflow.Context, wi int, plans map[string]*terraform.PlanResult) ([]GatePlan, error) {
+	var tf *terraform.Activities
+	wave := r.in.Spec.Waves[wi]
+	futures := make([]workflow.Future, len(wave.Regions))
+	for i, name := range wave.Regions {
+		p := plans[name]
+		if p == nil {
+			continue
+		}
+		opts := longActivity(fmt.Sprintf("check that the approved plan of %s still applies", name), 15*time.Minute)
+		futures[i] = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), tf.Verify, terraform.VerifyInput{Stack: r.stack(name), PlanKey: p.PlanKey})
+	}
+	var grown []GatePlan
+	var errs []error
+	for i, name := range wave.Regions {
+		if futures[i] == nil {
+			continue
+		}
+		var out terraform.VerifyResult
+		if err := futures[i].Get(ctx, &out); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, rootCause(err)))
+			continue
+		}
+		if !out.Stale || out.Plan == nil {
+			continue
+		}
+		plans[name] = out.Plan
+		r.regions[name].Step = fmt.Sprintf("re-planned %s", summaryLine(out.Plan.Summary))
+		if len(out.Exceeds) > 0 {
+			grown = append(grown, GatePlan{Region: name, Summary: summaryLine(out.Plan.Summary), Destroyed: out.Plan.Summary.Destroyed, Exceeds: out.Exceeds})
+		}
+	}
+	r.details(ctx)
+	return grown, errors.Join(errs...)
+}
+
+// rollbackRegion returns one region to the revision recorded before the
+// release, retrying until it succeeds, a non-retryable error (a revision
+// someone else made) stops it, or the deadline passes. Each failed round
+// shows "rollback retrying: ERROR" in the details and notifications.
+func (r *releaseImpl) rollbackRegion(ctx workflow.Context, rr *RegionResult, deadline time.Time) bool {
+	var h *helm.Activities
+	name := rr.Region
+	rs := r.regions[name]
+	reg := r.regionSpec(name)
+	base := r.baseline[name]
+	in := helm.RollbackInput{Target: r.target(reg), Revision: base.Deployed, Owner: r.owner(ctx)}
+	what := fmt.Sprintf("helm rollback %s in %s to revision %d", r.in.Spec.Chart.Release, name, base.Deployed)
+	if base.Deployed == 0 {
+		if r.in.Spec.Rollback.FailedInstall == release.FailedInstallKeep {
+			rr.Error = strings.TrimSpace(rr.Error + "; first install kept (rollback.failedInstall: keep)")
+			rs.Step = "failed install kept"
+			return false
+		}
+		in.Uninstall = true
+		what = fmt.Sprintf("helm uninstall %s in %s (its first install failed)", r.in.Spec.Chart.Release, name)
+	}
+	rs.Step, rs.Phase = StepRollback, PhaseRollingBack
+	r.details(ctx)
+	for round := 1; ; round++ {
+		opts := longActivity(what, 10*time.Minute)
+		opts.RetryPolicy.MaximumAttempts = 3
+		var out helm.RollbackResult
+		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), h.Rollback, in).Get(ctx, &out)
+		if err == nil {
+			rr.RolledBackTo = out.Revision
+			rr.Phase = PhaseRolledBack
+			rs.Phase, rs.Revision = PhaseRolledBack, out.Revision
+			rs.Step = fmt.Sprintf("rolled back to %d", base.Deployed)
+			if out.Uninstalled {
+				rs.Step = "uninstalled"
+			}
+			return true
+		}
+		cause := rootCause(err).Error()
+		var app *temporal.ApplicationError
+		final := errors.As(err, &app) && app.NonRetryable()
+		if final || !workflow.Now(ctx).Before(deadline) {
+			rr.Error = strings.TrimSpace(rr.Error + "; rollback failed: " + cause)
+			rs.Error, rs.Step = rr.Error, "rollback failed"
+			return false
+		}
+		rs.Step = "rollback retrying: " + cause
+		r.details(ctx)
+		if round == 1 || round%10 == 0 {
+			r.notify(ctx, notifyRollback, fmt.Sprintf("%s: rollback retrying: %s", name, cause))
+		}
+		wait := min(time.Duration(round)*5*time.Second, 30*time.Second, deadline.Sub(workflow.Now(ctx)))
+		_ = workflow.NewTimerWithOptions(ctx, max(wait, time.Second), workflow.TimerOptions{
+			Summary: fmt.Sprintf("retry the rollback of %s in %s", name, wait),
+		}).Get(ctx, nil)
+	}
+}
+
+// rollbackOwned rolls back, in parallel, the regions this run changed.
+func (r *releaseImpl) rollbackOwned(ctx workflow.Context, policy release.RollbackPolicy, manual bool) int {
+	if policy == release.RollbackNone {
+		return 0
+	}
+	deadline := r.in.Spec.Rollback.Deadline.Duration
+	if deadline <= 0 {
+		deadline = release.DefaultRollbackDeadline
+	}
+	until := workflow.Now(ctx).Add(deadline)
+	var todo []*RegionResult
+	for _, name := range r.regionNames() {
+		rr := r.results[name]
+		if rr == nil || !rr.Changed {
+			continue
+		}
+		if policy == release.RollbackFailed && rr.Phase != PhaseFailed {
+			continue
+		}
+		if manual && len(r.manual.Regions) > 0 && !containsString(r.manual.Regions, name) {
+			continue
+		}
+		todo = append(todo, rr)
+	}
+	if len(todo) == 0 {
+		return 0
+	}
+	r.setPhase(ctx, PhaseRollingBack, r.reason)
+	r.notify(ctx, notifyRollback, r.reason)
+	done, finished := 0, 0
+	for _, rr := range todo {
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			if r.rollbackRegion(ctx, rr, until) {
+				done++
+			}
+			finished++
+		})
+	}
+	_ = workflow.Await(ctx, func() bool { return finished == len(todo) })
+	r.details(ctx)
+	return done
+}
+
+func containsString(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
