@@ -70,6 +70,15 @@ type releaseSuite struct {
 	expect      []expectation
 
 	laneAsks, laneReleases int
+	owners                 map[string]string // region -> run id of its latest revision
+	// Overrides of the activities' default behaviour, set by a test.
+	applyFn    func(terraform.ApplyInput) (*terraform.ApplyResult, error)
+	upgradeFn  func(helm.UpgradeInput) (*helm.UpgradeResult, error)
+	rollbackFn func(helm.RollbackInput) (*helm.RollbackResult, error)
+	snapshotFn func(helm.Target) (*helm.Revision, error)
+	verifyFn   func(terraform.VerifyInput) (*terraform.VerifyResult, error)
+	// holdLane keeps the lane from being granted at once (input grants it).
+	holdLane bool
 }
 
 func TestRelease(t *testing.T) { suite.Run(t, new(releaseSuite)) }
@@ -85,6 +94,9 @@ func (s *releaseSuite) SetupTest() {
 	s.env.RegisterActivity(&coord.Activities{})
 	s.env.RegisterWorkflow(Lane)
 	s.applied, s.upgraded = nil, nil
+	s.holdLane = false
+	s.applyFn, s.upgradeFn, s.rollbackFn, s.snapshotFn, s.verifyFn = nil, nil, nil, nil, nil
+	s.owners = map[string]string{}
 	s.rolledBack = map[string]int{}
 	s.revisions = map[string]int{"us-east-1": 3, "eu-west-1": 5, "ap-southeast-1": 7}
 	s.failReady = map[string]bool{}
@@ -109,12 +121,18 @@ func (s *releaseSuite) SetupTest() {
 		}, nil
 	})
 	s.env.OnActivity(tf.Apply, mock.Anything, mock.Anything).Return(func(_ context.Context, in terraform.ApplyInput) (*terraform.ApplyResult, error) {
+		if s.applyFn != nil {
+			return s.applyFn(in)
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.applied = append(s.applied, in.Stack.Region)
 		return &terraform.ApplyResult{Applied: true, Outputs: map[string]any{"endpoint": in.Stack.Region + ".demo"}}, nil
 	})
 	s.env.OnActivity(h.Upgrade, mock.Anything, mock.Anything).Return(func(_ context.Context, in helm.UpgradeInput) (*helm.UpgradeResult, error) {
+		if s.upgradeFn != nil {
+			return s.upgradeFn(in)
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.upgraded = append(s.upgraded, in.Target.Region)
@@ -129,6 +147,9 @@ func (s *releaseSuite) SetupTest() {
 		return nil
 	})
 	s.env.OnActivity(h.Rollback, mock.Anything, mock.Anything).Return(func(_ context.Context, in helm.RollbackInput) (*helm.RollbackResult, error) {
+		if s.rollbackFn != nil {
+			return s.rollbackFn(in)
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.rolledBack[in.Target.Region] = in.Revision
@@ -147,7 +168,6 @@ func (s *releaseSuite) SetupTest() {
 		s.laneAsks++
 		return nil
 	})
-	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(SignalLaneGranted, LaneQueued{}) }, 0)
 	s.env.OnSignalExternalWorkflow(mock.Anything, LaneID("demo"), "", SignalLaneRelease, mock.Anything).Return(func(_, _, _, _ string, _ any) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -156,16 +176,27 @@ func (s *releaseSuite) SetupTest() {
 	})
 	s.env.OnActivity(co.CancelRequester, mock.Anything, mock.Anything).Return(&coord.CancelRequest{Identity: "alice@laptop"}, nil)
 	s.env.OnActivity(h.Snapshot, mock.Anything, mock.Anything).Return(func(_ context.Context, t helm.Target) (*helm.Revision, error) {
+		if s.snapshotFn != nil {
+			return s.snapshotFn(t)
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		rev := s.revisions[t.Region]
 		return &helm.Revision{Revision: rev, Deployed: rev, Status: "deployed"}, nil
 	})
-	s.env.OnActivity(tf.Verify, mock.Anything, mock.Anything).Return(&terraform.VerifyResult{}, nil)
+	s.env.OnActivity(tf.Verify, mock.Anything, mock.Anything).Return(func(_ context.Context, in terraform.VerifyInput) (*terraform.VerifyResult, error) {
+		if s.verifyFn != nil {
+			return s.verifyFn(in)
+		}
+		return &terraform.VerifyResult{}, nil
+	})
 }
 
 func (s *releaseSuite) input() *ReleaseInput {
 	s.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: ReleaseID("demo", "1.4.2")})
+	if !s.holdLane {
+		s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(SignalLaneGranted, LaneQueued{}) }, 0)
+	}
 	return &ReleaseInput{Spec: testSpec(), Version: "1.4.2", StartedBy: "ci"}
 }
 
