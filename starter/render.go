@@ -150,8 +150,21 @@ func renderStatus(w io.Writer, id string, st *workflows.Status, now time.Time, l
 	if st.Message != "" {
 		fmt.Fprintf(tw, "message\t%s\n", st.Message)
 	}
+	if q := st.Queue; q != nil && q.Behind != "" {
+		fmt.Fprintf(tw, "queued\tbehind %s (position %d in the lane of %s)\n", q.Behind, q.Position, st.Application)
+	}
 	if st.Gate != nil {
 		fmt.Fprintf(tw, "gate\t%s\n", gateLine(st.Gate, loc))
+		if st.Gate.Note != "" {
+			fmt.Fprintf(tw, "\topened again: %s\n", st.Gate.Note)
+		}
+		for _, p := range st.Gate.Plans {
+			line := fmt.Sprintf("%s: terraform %s", p.Region, p.Summary)
+			if len(p.Destroyed) > 0 {
+				line += ", destroys " + strings.Join(p.Destroyed, ", ")
+			}
+			fmt.Fprintf(tw, "\t%s\n", line)
+		}
 	}
 	for i, ap := range st.Approvals {
 		label := ""
