@@ -40,8 +40,10 @@ func (a *Activities) logger() *slog.Logger {
 // it zero. Every activity on one kube context and namespace shares Helm's
 // clients (its release storage client above all); with client-go's 5 QPS
 // and burst of 10, a hundred releases at once waited 8 s and more per
-// request on the worker. These let a thousand queue on the API server,
-// whose priority and fairness is the right place to make them wait.
+// request on the worker (measured on the lab's kwok cluster: 100 Snapshots
+// at once on one configuration took 18.0 s at 5/10, 44 ms at 200/400).
+// These let a thousand queue on the API server, whose priority and
+// fairness is the right place to make them wait.
 const (
 	defaultKubeQPS   = 200
 	defaultKubeBurst = 400
@@ -49,6 +51,12 @@ const (
 
 // config returns the cached action.Configuration for t, building it on
 // first use. Building does not touch the cluster: clients connect lazily.
+//
+// Each configuration has its own discovery client and REST mapper (Helm's
+// ConfigFlags keep one each), backed by the discovery cache on disk that
+// all share. Sharing one per cluster instead was not worth it: on the lab
+// cluster a first install through a new configuration took 210 ms against
+// 204 ms through a warm one (mean of five namespaces).
 func (a *Activities) config(t Target) (*action.Configuration, error) {
 	key := configKey{kubeContext: t.KubeContext, namespace: t.Namespace}
 	a.mu.Lock()
@@ -291,6 +299,11 @@ func (b *beat) current() any {
 	return d()
 }
 
+// recordHeartbeat is activity.RecordHeartbeat. Tests replace it to see
+// every heartbeat recorded: the SDK throttles what reaches the server (to
+// one per 30 s in its test environment, which sets no heartbeat timeout).
+var recordHeartbeat = activity.RecordHeartbeat
+
 // heartbeat records a heartbeat now and every heartbeatInterval from a
 // goroutine until stop is called, so that calls blocked inside Helm or
 // client-go still prove the worker is alive. details, when it returns
@@ -303,11 +316,11 @@ func heartbeat(ctx context.Context, details func() any) (stop func()) {
 	record := func() {
 		if details != nil {
 			if d := details(); d != nil {
-				activity.RecordHeartbeat(ctx, d)
+				recordHeartbeat(ctx, d)
 				return
 			}
 		}
-		activity.RecordHeartbeat(ctx)
+		recordHeartbeat(ctx)
 	}
 	record()
 	interval := heartbeatInterval

@@ -18,8 +18,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"helm.sh/helm/v3/pkg/kube"
@@ -49,21 +47,29 @@ current-context: lab
 	return path
 }
 
-// beats records when heartbeats were recorded, and their details.
+// beats records when the activities recorded heartbeats, and their
+// details: captureHeartbeats sees every call, before the SDK throttles.
 type beats struct {
 	mu      sync.Mutex
 	times   []time.Time
 	details []string
 }
 
-func (b *beats) listen(_ *activity.Info, d converter.EncodedValues) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.times = append(b.times, time.Now())
-	var s string
-	if d != nil && d.HasValues() && d.Get(&s) == nil {
-		b.details = append(b.details, s)
+func captureHeartbeats(t *testing.T) *beats {
+	b := &beats{}
+	old := recordHeartbeat
+	recordHeartbeat = func(ctx context.Context, details ...any) {
+		b.mu.Lock()
+		b.times = append(b.times, time.Now())
+		if len(details) > 0 {
+			s, _ := details[0].(string)
+			b.details = append(b.details, s)
+		}
+		b.mu.Unlock()
+		old(ctx, details...)
 	}
+	t.Cleanup(func() { recordHeartbeat = old })
+	return b
 }
 
 func (b *beats) reset() {
@@ -106,8 +112,7 @@ func TestHeartbeatComesBeforeAnyAPICall(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
 	env.RegisterActivity(acts)
-	var b beats
-	env.SetOnActivityHeartbeatListener(b.listen)
+	b := captureHeartbeats(t)
 
 	target := Target{Region: "eu-down-1", KubeContext: "lab", Namespace: "down", Release: "app"}
 	upgrade := UpgradeInput{Target: target, ChartPath: chartPath, Version: "1.0.0", Owner: runA}
@@ -159,8 +164,7 @@ func TestHeartbeatComesBeforeAnyAPICall(t *testing.T) {
 func TestLockWaitHeartbeats(t *testing.T) {
 	setHeartbeatInterval(t, 50*time.Millisecond)
 	h := newHarness(t, "lock")
-	var b beats
-	h.env.SetOnActivityHeartbeatListener(b.listen)
+	b := captureHeartbeats(t)
 
 	unlock, err := h.acts.lockRelease(context.Background(), h.target, nil)
 	require.NoError(t, err)

@@ -467,13 +467,9 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (*RollbackR
 				return &RollbackResult{Revision: last.Version}, nil
 			}
 		}
-		expect := in.Owner
-		if in.Expect != nil {
-			expect = *in.Expect
-		}
-		if !madeByRun(last, expect.RunID) && !madeByRun(last, in.Owner.RunID) {
+		if !mayUndo(last, in) {
 			err := foreignRevision(fmt.Sprintf("rollback %s in %s to revision %d", t.Release, t.Region, in.Revision),
-				last, fmt.Sprintf("a revision of run %s", expect.RunID))
+				last, expectedRuns(in))
 			log.Warn("helm release changed by someone else; not rolling back", "error", err)
 			return nil, err
 		}
@@ -521,6 +517,24 @@ func (a *Activities) Rollback(ctx context.Context, in RollbackInput) (*RollbackR
 	return &RollbackResult{Revision: rel.Version}, nil
 }
 
+// mayUndo tells whether a rollback or uninstall with in.Owner may undo
+// the latest revision last: only if in.Expect's run made it (Owner's when
+// Expect is nil), or Owner's own run (a retry, or its own change).
+func mayUndo(last *release.Release, in RollbackInput) bool {
+	if in.Expect != nil && madeByRun(last, in.Expect.RunID) {
+		return true
+	}
+	return madeByRun(last, in.Owner.RunID)
+}
+
+// expectedRuns says which runs' revisions mayUndo accepts, for errors.
+func expectedRuns(in RollbackInput) string {
+	if in.Expect == nil || labelValue(in.Expect.RunID) == labelValue(in.Owner.RunID) {
+		return "a revision of run " + in.Owner.RunID
+	}
+	return fmt.Sprintf("a revision of run %s or of run %s", in.Expect.RunID, in.Owner.RunID)
+}
+
 // uninstall undoes a failed first install: `helm uninstall --keep-history`
 // (the history stays readable), without waiting for the objects to go.
 // The release must be in.Owner's (or in.Expect's) to uninstall; a release
@@ -536,12 +550,8 @@ func (a *Activities) uninstall(cfg *action.Configuration, in RollbackInput, last
 		log.Info("helm release already uninstalled", "revision", last.Version)
 		return &RollbackResult{Revision: last.Version, Uninstalled: true}, nil
 	}
-	expect := in.Owner
-	if in.Expect != nil {
-		expect = *in.Expect
-	}
-	if !madeByRun(last, expect.RunID) && !madeByRun(last, in.Owner.RunID) {
-		err := foreignRevision(what, last, fmt.Sprintf("a revision of run %s", expect.RunID))
+	if !mayUndo(last, in) {
+		err := foreignRevision(what, last, expectedRuns(in))
 		log.Warn("helm release changed by someone else; not uninstalling", "error", err)
 		return nil, err
 	}
