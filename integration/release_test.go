@@ -73,6 +73,11 @@ func TestDemoReleaseThroughCLI(t *testing.T) {
 		if res.Phase != workflows.PhaseSucceeded || len(res.Approvals) != 1 || res.Approvals[0].User != "demo-approver" {
 			t.Fatalf("result: %s", writeJSON(res))
 		}
+		if i == 0 {
+			l.record(t, id, "release-gate-approved")
+			l.record(t, workflows.RegionID(id, "eu-west-1"), "region-gate-approved")
+			l.record(t, workflows.LaneID(app), "lane-demo")
+		}
 		for _, r := range regions {
 			revs := l.helmRevisions(t, r, app)
 			if len(revs) != before[r]+i+1 {
@@ -187,6 +192,8 @@ func TestWorkerCrashMidActivity(t *testing.T) {
 	if res.Phase != workflows.PhaseSucceeded {
 		t.Fatalf("release after two crashes: %s", writeJSON(res))
 	}
+	l.record(t, id, "release-crash-mid-step")
+	l.record(t, workflows.RegionID(id, "us-east-1"), "region-crash-mid-step")
 	for _, r := range regions {
 		revs := l.helmHistory(t, r, app)
 		if len(revs) != before[r]+1 {
@@ -272,6 +279,7 @@ func TestTemporalRestartMidBake(t *testing.T) {
 	if res.Phase != workflows.PhaseSucceeded {
 		t.Fatalf("release after a Temporal restart: %s", writeJSON(res))
 	}
+	l.record(t, id, "release-temporal-restart")
 	for _, rr := range res.Regions {
 		if rr.Phase != workflows.PhaseSucceeded {
 			t.Errorf("%s: %s (%s)", rr.Region, rr.Phase, rr.Error)
@@ -305,6 +313,7 @@ func TestFailingRegionRollsBack(t *testing.T) {
 	if res.Phase != workflows.PhaseRolledBack {
 		t.Fatalf("bad version: want rolled-back, got %s", writeJSON(res))
 	}
+	l.record(t, id, "release-failing-region")
 	if !strings.Contains(res.Reason, "us-east-1") {
 		t.Errorf("reason %q does not name the failing region", res.Reason)
 	}

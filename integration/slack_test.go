@@ -220,6 +220,7 @@ func TestSlackGateFromSlack(t *testing.T) {
 	if res.Phase != workflows.PhaseSucceeded {
 		t.Fatalf("release ended %s (%s), want succeeded", res.Phase, res.Reason)
 	}
+	e.lab.record(t, id, "release-slack-gate")
 	if len(res.Approvals) != 1 || !res.Approvals[0].Approved || res.Approvals[0].UserID != slackApprover || res.Approvals[0].Via != "slack" || res.Approvals[0].Gate != gate {
 		t.Errorf("result approvals %s, want one approval of %s by %s via slack", writeJSON(res.Approvals), gate, slackApprover)
 	}
@@ -332,6 +333,7 @@ func TestSlackRejectWithReason(t *testing.T) {
 	if res.Phase != workflows.PhaseRejected || !strings.Contains(res.Reason, reason) || !strings.Contains(res.Reason, gate) {
 		t.Fatalf("release ended %s (%q), want rejected with the reason", res.Phase, res.Reason)
 	}
+	e.lab.record(t, id, "release-slack-rejected")
 	if len(res.Approvals) != 1 || res.Approvals[0].Approved || res.Approvals[0].Reason != reason || res.Approvals[0].UserID != slackApprover {
 		t.Errorf("result approvals %s", writeJSON(res.Approvals))
 	}
