@@ -472,3 +472,69 @@ func TestRollbackOutlastsAnAPIServerOutage(t *testing.T) {
 	}
 	l.record(t, id, "release-rollback-outage")
 }
+
+func TestRollbackOfAFinishedReleaseToAVersion(t *testing.T) {
+	l := newLab(t)
+	app := l.appName(t, "itundo")
+	file := l.releaseFile(t, app, nil)
+	v1, v2 := runVersion(1), runVersion(2)
+	for _, v := range []string{v1, v2} {
+		id := l.start(t, file, v)
+		l.waitPhase(t, id, workflows.PhaseAwaitGate, 2*time.Minute)
+		if out, code := l.keelson(t, "approve", id, "--user", "demo-approver"); code != 0 {
+			t.Fatalf("approve: %s", out)
+		}
+		if res := l.result(t, id, 3*time.Minute); res.Phase != workflows.PhaseSucceeded {
+			t.Fatalf("release %s: %s", v, writeJSON(res))
+		}
+	}
+	out, code := l.keelson(t, "rollback", app, "--to", v2, "--user", "oncall")
+	if code == 0 || !strings.Contains(out, "already "+v2) {
+		t.Errorf("rollback to the version already released: exit %d, want a refusal\n%s", code, out)
+	}
+	out, code = l.keelson(t, "rollback", app, "--to", v1, "--user", "oncall", "--reason", "bad latency")
+	if code != 0 {
+		t.Fatalf("rollback --to: exit %d\n%s", code, out)
+	}
+	id := workflows.UndoID(app, v2)
+	if !strings.Contains(out, "undo started: "+id) {
+		t.Fatalf("rollback --to did not say which undo started:\n%s", out)
+	}
+	// The file's gate asks before the undo reaches the rest wave, which
+	// it undoes first.
+	st := l.waitPhase(t, id, workflows.PhaseAwaitGate, 2*time.Minute)
+	if st.Waves[0].Regions[0].Revision != 0 && st.Waves[0].Regions[0].Phase == workflows.PhaseRolledBack {
+		t.Errorf("the canary was undone before the rest wave: %+v", st.Waves[0])
+	}
+	if out, code := l.keelson(t, "approve", id, "--user", "demo-approver"); code != 0 {
+		t.Fatalf("approve the undo: %s", out)
+	}
+	res := l.result(t, id, 3*time.Minute)
+	if res.Phase != workflows.PhaseSucceeded {
+		t.Fatalf("undo: %s", writeJSON(res))
+	}
+	var rest, canary time.Time
+	for _, r := range res.Regions {
+		if r.Phase != workflows.PhaseRolledBack || r.RolledBackTo == 0 {
+			t.Errorf("%s: %+v, want rolled back", r.Region, r)
+		}
+		if r.Region == "us-east-1" {
+			canary = r.Started
+		} else if r.Started.After(rest) {
+			rest = r.Started
+		}
+	}
+	if !canary.After(rest) {
+		t.Errorf("the canary (started %s) was undone before the rest wave (started %s)", canary, rest)
+	}
+	for _, r := range regions {
+		if v := l.deployedVersion(t, r, app); v != v1 {
+			t.Errorf("%s runs %s after the undo, want %s", r, v, v1)
+		}
+		last := lastRevision(t, l.helmHistory(t, r, app))
+		if last.ReleaseID != id || last.Operation != "rollback" {
+			t.Errorf("%s: latest revision %+v, want the undo's rollback", r, last)
+		}
+	}
+	l.record(t, id, "release-undo")
+}

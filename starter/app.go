@@ -30,6 +30,8 @@ type releases interface {
 	Start(ctx context.Context, spec *release.Spec, version string, opts control.StartOptions) (control.StartResult, error)
 	Answer(ctx context.Context, releaseID string, approve bool, a workflows.GateAnswer, opts ...control.UpdateOption) error
 	Control(ctx context.Context, releaseID, name string, c workflows.Control, opts ...control.UpdateOption) error
+	Rollback(ctx context.Context, releaseID string, c workflows.Control, opts ...control.UpdateOption) (*control.StartResult, error)
+	RollbackTo(ctx context.Context, application, version string, o control.UndoOptions) (control.StartResult, error)
 	Status(ctx context.Context, releaseID string) (*workflows.Status, error)
 	Result(ctx context.Context, releaseID string) (*workflows.ReleaseResult, error)
 	List(ctx context.Context, q control.ListQuery) ([]control.ReleaseInfo, error)

@@ -69,6 +69,17 @@ func (f *fake) Control(_ context.Context, id, name string, c workflows.Control, 
 	return f.err
 }
 
+// Rollback behaves as the control client does for a running release: the
+// rollback Update (finished releases are covered by the integration tests).
+func (f *fake) Rollback(ctx context.Context, id string, c workflows.Control, opts ...control.UpdateOption) (*control.StartResult, error) {
+	return nil, f.Control(ctx, id, workflows.UpdateRollback, c, opts...)
+}
+
+func (f *fake) RollbackTo(_ context.Context, app, version string, o control.UndoOptions) (control.StartResult, error) {
+	f.record("rollback " + app + " --to " + version)
+	return control.StartResult{ReleaseID: workflows.UndoID(app, "x"), URL: "http://ui/undo"}, f.err
+}
+
 func (f *fake) Status(_ context.Context, id string) (*workflows.Status, error) {
 	f.record("status " + id)
 	if f.err != nil {

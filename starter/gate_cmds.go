@@ -80,13 +80,24 @@ var controlDone = map[string]string{
 
 func (a *app) controlCmd(name string) *cobra.Command {
 	var ctl workflows.Control
-	var key string
+	var key, to string
 	regional := name == workflows.UpdatePromote || name == workflows.UpdateRollback
 	use := name + " RELEASE_ID [--reason R]"
 	if regional {
 		use += " [--region R ...]"
 	}
+	if name == workflows.UpdateRollback {
+		use = "rollback (RELEASE_ID | APP --to VERSION) [--reason R] [--region R ...]"
+	}
 	cmd := &cobra.Command{Use: use, Short: controlShort[name], Args: exactID}
+	if name == workflows.UpdateRollback {
+		cmd.Long = `Roll back a release. A running release rolls back through its rollback Update.
+A finished release is undone by a release of its own (rollback-APP-VERSION): the regions it changed
+return, in reverse wave order, to the revisions it recorded before changing them, through the
+application's lane, with the same ownership checks and the file's gates. With --to VERSION, the
+argument is an application, and its latest finished release is undone if every region returns to VERSION.`
+		cmd.Flags().StringVar(&to, "to", "", "the version to return to: the argument is then an application")
+	}
 	cmd.Flags().StringVar(&ctl.Reason, "reason", "", "why, recorded in the release's history")
 	if regional {
 		cmd.Flags().StringSliceVar(&ctl.Regions, "region", nil, "only these regions (repeat or comma-separate); all when absent")
@@ -100,8 +111,23 @@ func (a *app) controlCmd(name string) *cobra.Command {
 		defer closeFn()
 		ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
 		defer cancel()
-		ctl.User = a.g.user
-		if err := r.Control(ctx, args[0], name, ctl, control.WithIdempotencyKey(key)); err != nil {
+		ctl.User, ctl.Via = a.g.user, "cli"
+		if name == workflows.UpdateRollback {
+			var undo *control.StartResult
+			if to != "" {
+				res, err := r.RollbackTo(ctx, args[0], to, control.UndoOptions{StartedBy: a.g.user, Reason: ctl.Reason, Regions: ctl.Regions})
+				if err != nil {
+					return err
+				}
+				undo = &res
+			} else if undo, err = r.Rollback(ctx, args[0], ctl, control.WithIdempotencyKey(key)); err != nil {
+				return err
+			}
+			if undo != nil {
+				fmt.Fprintf(a.out, "undo started: %s\nurl: %s\n", undo.ReleaseID, undo.URL)
+				return nil
+			}
+		} else if err := r.Control(ctx, args[0], name, ctl, control.WithIdempotencyKey(key)); err != nil {
 			return err
 		}
 		fmt.Fprintf(a.out, "%s %s", controlDone[name], args[0])

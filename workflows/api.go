@@ -66,6 +66,31 @@ type ReleaseInput struct {
 	Version string       `json:"version"`
 	// StartedBy is who or what started the release (a user, a CI job).
 	StartedBy string `json:"startedBy,omitempty"`
+	// Undo, when set, makes this release the undo of a finished one: it
+	// returns the regions that release changed to the revisions it
+	// recorded, in reverse wave order, with the same lane, ownership
+	// checks and gates as any release. Spec is the undone release's.
+	Undo *UndoInput `json:"undo,omitempty"`
+}
+
+// UndoInput names the release being undone and what it changed.
+type UndoInput struct {
+	ReleaseID string `json:"releaseId"`
+	RunID     string `json:"runId"`
+	Version   string `json:"version"`
+	// ToVersion, when set, is the version each region must return to: a
+	// region whose recorded revision holds another version stops the undo.
+	ToVersion string `json:"toVersion,omitempty"`
+	// Regions are the undone release's region results.
+	Regions []RegionResult `json:"regions"`
+	// Only limits the undo to these regions; all changed ones when empty.
+	Only []string `json:"only,omitempty"`
+}
+
+// UndoID is the workflow ID of the undo of the release of application at
+// version.
+func UndoID(application, version string) string {
+	return "rollback-" + sanitize(application) + "-" + sanitize(version)
 }
 
 // Phase is where a release or region stands.

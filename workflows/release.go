@@ -135,6 +135,9 @@ func (r *releaseImpl) run(ctx workflow.Context) (*ReleaseResult, error) {
 			failed = fmt.Sprintf("could not record the Helm revisions before changing anything: %v", err)
 			return r.finish(dctx, failed)
 		}
+		if r.in.Undo != nil {
+			return r.finish(dctx, r.runUndo(ctx))
+		}
 	}
 	for wi := range r.in.Spec.Waves {
 		wave := &r.in.Spec.Waves[wi]
@@ -478,6 +481,10 @@ func (r *releaseImpl) finish(ctx workflow.Context, failed string) (*ReleaseResul
 	policy := r.in.Spec.Rollback.Policy
 	if policy == "" {
 		policy = release.RollbackAuto
+	}
+	if r.in.Undo != nil {
+		// An undo that fails part-way stops; it never undoes itself.
+		policy = release.RollbackNone
 	}
 	switch {
 	case r.manual != nil:

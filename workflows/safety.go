@@ -211,14 +211,19 @@ func (r *releaseImpl) verifyPlans(ctx workflow.Context, wi int, plans map[string
 // someone else made) stops it, or the deadline passes. Each failed round
 // shows "rollback retrying: ERROR" in the details and notifications.
 func (r *releaseImpl) rollbackRegion(ctx workflow.Context, rr *RegionResult, deadline time.Time) bool {
+	return r.rollbackTo(ctx, rr, deadline, r.baseline[rr.Region].Deployed, nil)
+}
+
+// rollbackTo rolls a region back to revision target (0: uninstall), the
+// latest revision being this run's own, or expect's when set (an undo).
+func (r *releaseImpl) rollbackTo(ctx workflow.Context, rr *RegionResult, deadline time.Time, target int, expect *helm.Owner) bool {
 	var h *helm.Activities
 	name := rr.Region
 	rs := r.regions[name]
 	reg := r.regionSpec(name)
-	base := r.baseline[name]
-	in := helm.RollbackInput{Target: r.target(reg), Revision: base.Deployed, Owner: r.owner(ctx)}
-	what := fmt.Sprintf("helm rollback %s in %s to revision %d", r.in.Spec.Chart.Release, name, base.Deployed)
-	if base.Deployed == 0 {
+	in := helm.RollbackInput{Target: r.target(reg), Revision: target, Owner: r.owner(ctx), Expect: expect}
+	what := fmt.Sprintf("helm rollback %s in %s to revision %d", r.in.Spec.Chart.Release, name, target)
+	if target == 0 {
 		if r.in.Spec.Rollback.FailedInstall == release.FailedInstallKeep {
 			rr.Error = strings.TrimSpace(rr.Error + "; first install kept (rollback.failedInstall: keep)")
 			rs.Step = "failed install kept"
@@ -238,7 +243,7 @@ func (r *releaseImpl) rollbackRegion(ctx workflow.Context, rr *RegionResult, dea
 			rr.RolledBackTo = out.Revision
 			rr.Phase = PhaseRolledBack
 			rs.Phase, rs.Revision = PhaseRolledBack, out.Revision
-			rs.Step = fmt.Sprintf("rolled back to %d", base.Deployed)
+			rs.Step = fmt.Sprintf("rolled back to %d", target)
 			if out.Uninstalled {
 				rs.Step = "uninstalled"
 			}
@@ -314,4 +319,122 @@ func containsString(ss []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// runUndo returns the regions the undone release changed to the revisions
+// it recorded before changing them, wave by wave in reverse order, each
+// wave behind its gate when the file has one that always asks. It returns
+// why the undo failed, or "".
+func (r *releaseImpl) runUndo(ctx workflow.Context) string {
+	u := r.in.Undo
+	todo := map[string]RegionResult{}
+	for _, rr := range u.Regions {
+		if rr.Changed && rr.RolledBackTo == 0 && (len(u.Only) == 0 || containsString(u.Only, rr.Region)) {
+			todo[rr.Region] = rr
+		}
+	}
+	deadline := r.in.Spec.Rollback.Deadline.Duration
+	if deadline <= 0 {
+		deadline = release.DefaultRollbackDeadline
+	}
+	until := workflow.Now(ctx).Add(deadline)
+	expect := &helm.Owner{ReleaseID: u.ReleaseID, RunID: u.RunID}
+	for wi := len(r.in.Spec.Waves) - 1; wi >= 0; wi-- {
+		wave := r.in.Spec.Waves[wi]
+		var regions []string
+		for _, name := range wave.Regions {
+			if _, ok := todo[name]; ok {
+				regions = append(regions, name)
+			} else {
+				rs := r.regions[name]
+				rs.Phase, rs.Step = PhaseSucceeded, "nothing to undo"
+				r.results[name] = &RegionResult{Region: name, Wave: wave.Name, Phase: PhaseSucceeded}
+			}
+		}
+		if len(regions) == 0 {
+			r.setWavePhase(wi, PhaseSucceeded)
+			continue
+		}
+		if r.stopping(ctx) {
+			return ""
+		}
+		if err := r.awaitResumed(ctx); err != nil {
+			return ""
+		}
+		if wave.Gate != nil && wave.Gate.When == release.GateAlways {
+			ok, err := r.runGate(ctx, wi, nil, fmt.Sprintf("undo of %s: %s back to their revisions before it", u.ReleaseID, strings.Join(regions, ", ")))
+			if err != nil || !ok {
+				r.setWavePhase(wi, PhaseRejected)
+				return ""
+			}
+		}
+		r.setWavePhase(wi, PhaseRollingBack)
+		r.setPhase(ctx, PhaseRollingBack, fmt.Sprintf("undo of %s: wave %s", u.ReleaseID, wave.Name))
+		if u.ToVersion != "" {
+			if bad := r.checkUndoTargets(ctx, regions, todo); bad != "" {
+				r.setWavePhase(wi, PhaseFailed)
+				return bad
+			}
+		}
+		done, finished := 0, 0
+		for _, name := range regions {
+			rr := &RegionResult{Region: name, Wave: wave.Name, Phase: PhaseRollingBack, Started: workflow.Now(ctx), Changed: true}
+			r.results[name] = rr
+			target := todo[name].PreviousRevision
+			workflow.Go(ctx, func(ctx workflow.Context) {
+				if r.rollbackTo(ctx, rr, until, target, expect) {
+					done++
+				}
+				rr.Duration = workflow.Now(ctx).Sub(rr.Started)
+				finished++
+			})
+		}
+		_ = workflow.Await(ctx, func() bool { return finished == len(regions) })
+		r.details(ctx)
+		if done < len(regions) {
+			r.setWavePhase(wi, PhaseFailed)
+			var bad []string
+			for _, name := range regions {
+				if rr := r.results[name]; rr.Phase != PhaseRolledBack {
+					bad = append(bad, name+": "+rr.Error)
+				}
+			}
+			return "undo stopped: " + strings.Join(bad, "; ")
+		}
+		r.setWavePhase(wi, PhaseSucceeded)
+	}
+	return ""
+}
+
+// checkUndoTargets makes sure each region's recorded revision holds the
+// version the person asked to return to, before anything changes.
+func (r *releaseImpl) checkUndoTargets(ctx workflow.Context, regions []string, todo map[string]RegionResult) string {
+	var h *helm.Activities
+	var bad []string
+	for _, name := range regions {
+		target := todo[name].PreviousRevision
+		if target == 0 {
+			bad = append(bad, fmt.Sprintf("%s: %s installed the release there first; there is no %s to return to", name, r.in.Undo.ReleaseID, r.in.Undo.ToVersion))
+			continue
+		}
+		opts := workflow.ActivityOptions{
+			StartToCloseTimeout: time.Minute, ScheduleToCloseTimeout: 10 * time.Minute,
+			Summary:     fmt.Sprintf("which version is revision %d in %s?", target, name),
+			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 15 * time.Second},
+		}
+		var hist []helm.Revision
+		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), h.History, r.target(r.regionSpec(name))).Get(ctx, &hist); err != nil {
+			bad = append(bad, fmt.Sprintf("%s: %v", name, rootCause(err)))
+			continue
+		}
+		for _, rev := range hist {
+			if rev.Revision == target && rev.Version != r.in.Undo.ToVersion {
+				bad = append(bad, fmt.Sprintf("%s: revision %d holds version %s, not %s", name, target, rev.Version, r.in.Undo.ToVersion))
+			}
+		}
+	}
+	if len(bad) > 0 {
+		return "undo refused before any change: " + strings.Join(bad, "; ")
+	}
+	return ""
 }

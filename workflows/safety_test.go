@@ -1,11 +1,13 @@
 package workflows
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/keelson-dev/keelson/activities/helm"
@@ -225,4 +227,57 @@ func (s *releaseSuite) TestForeignRevisionStopsTheRegionWithoutRollingItBack() {
 	s.Contains(res.Reason, "revision 6 was not made by Keelson")
 	s.NotContains(s.rolledBack, "eu-west-1", "a revision someone else made is never rolled back")
 	s.Contains(s.rolledBack, "us-east-1")
+}
+
+func (s *releaseSuite) undoInput(to string) *ReleaseInput {
+	in := s.input()
+	in.Version = "before-1.4.1"
+	in.Undo = &UndoInput{ReleaseID: "release-demo-1.4.1", RunID: "run-141", Version: "1.4.1", ToVersion: to, Regions: []RegionResult{
+		{Region: "us-east-1", Wave: "canary", Changed: true, PreviousRevision: 3, Revision: 4},
+		{Region: "eu-west-1", Wave: "rest", Changed: true, PreviousRevision: 5, Revision: 6},
+		{Region: "ap-southeast-1", Wave: "rest", Changed: false, PreviousRevision: 7, Revision: 7},
+	}}
+	return in
+}
+
+func (s *releaseSuite) TestUndoReturnsRegionsInReverseWaveOrder() {
+	var order []string
+	var expects []*helm.Owner
+	s.rollbackFn = func(in helm.RollbackInput) (*helm.RollbackResult, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		order = append(order, fmt.Sprintf("%s@%d", in.Target.Region, in.Revision))
+		expects = append(expects, in.Expect)
+		return &helm.RollbackResult{Revision: 10}, nil
+	}
+	s.at(time.Minute, func() {
+		st := s.status()
+		s.Require().NotNil(st.Gate, "the file's gate of the rest wave asks before the undo goes there")
+		s.Contains(st.Gate.Note, "undo of release-demo-1.4.1")
+		s.Empty(order)
+		s.ok(s.approve("alice"))
+	})
+	s.env.ExecuteWorkflow(Release, s.undoInput(""))
+	res := s.result()
+	s.Equal(PhaseSucceeded, res.Phase)
+	s.Equal([]string{"eu-west-1@5", "us-east-1@3"}, order, "rest first, then canary; ap-southeast-1 was not changed")
+	for _, e := range expects {
+		s.Equal(&helm.Owner{ReleaseID: "release-demo-1.4.1", RunID: "run-141"}, e)
+	}
+	s.Empty(s.plans)
+	s.Empty(s.upgraded)
+	s.Equal(1, s.laneReleases)
+}
+
+func (s *releaseSuite) TestUndoToAVersionTheRevisionsDoNotHoldChangesNothing() {
+	var h *helm.Activities
+	s.env.OnActivity(h.History, mock.Anything, mock.Anything).Return(func(_ context.Context, t helm.Target) ([]helm.Revision, error) {
+		return []helm.Revision{{Revision: 3, Version: "1.3.0"}, {Revision: 4, Version: "1.4.1"}, {Revision: 5, Version: "1.2.0"}, {Revision: 6, Version: "1.4.1"}}, nil
+	})
+	s.rollbackFn = func(helm.RollbackInput) (*helm.RollbackResult, error) { return nil, errors.New("must not be called") }
+	s.at(time.Minute, func() { s.ok(s.approve("alice")) })
+	s.env.ExecuteWorkflow(Release, s.undoInput("1.3.0"))
+	res := s.result()
+	s.Equal(PhaseFailed, res.Phase)
+	s.Contains(res.Reason, "eu-west-1: revision 5 holds version 1.2.0, not 1.3.0")
 }
