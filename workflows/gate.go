@@ -389,6 +389,7 @@ func (r *releaseImpl) gateMessage(wi int, plans map[string]*terraform.PlanResult
 		ApproverGroups: wave.Gate.ApproverGroups,
 		Deadline:       r.gate.status.Deadline,
 		ThreadTS:       r.thread.TS,
+		Note:           r.gate.status.Note,
 	}
 	for _, name := range wave.Regions {
 		rp := slack.RegionPlan{Region: name, ChartTo: r.in.Version}

@@ -30,6 +30,12 @@ func (a *Activities) gateBlocks(ctx context.Context, g GateMessage, closed *Clos
 	}
 	blocks = append(blocks, slack.NewHeaderBlock(plain(truncate(title, 150))))
 
+	if g.Note != "" {
+		blocks = append(blocks,
+			slack.NewSectionBlock(mrkdwn(truncate(":warning: *Asking again*: "+g.Note, maxSectionText)), nil, nil, slack.SectionBlockOptionBlockID("keelson_note")),
+			slack.NewDividerBlock())
+	}
+
 	if n := g.Destroys(); n > 0 {
 		var b strings.Builder
 		fmt.Fprintf(&b, ":rotating_light: *WARNING: this gate lets Terraform DESTROY %d resource%s* :rotating_light:\n", n, plural(n))

@@ -123,6 +123,9 @@ type GateMessage struct {
 	// for the escalation group until the extended Deadline.
 	Escalated  bool   `json:"escalated,omitempty"`
 	Escalation string `json:"escalation,omitempty"`
+	// Note, when set, says why the gate asks again: the plan changed after
+	// it was approved and now does more. It is shown first.
+	Note string `json:"note,omitempty"`
 	// URL overrides the Web UI link built from Activities.UIBaseURL.
 	URL string `json:"url,omitempty"`
 	// Ref, when set, is the gate's message already posted: it is updated in

@@ -155,6 +155,21 @@ func TestPostGateWithoutDestroysHasNoWarning(t *testing.T) {
 	require.False(t, strings.HasPrefix(m.Text, "WARNING"))
 }
 
+func TestPostGateAskingAgainSaysWhyFirst(t *testing.T) {
+	ws, a, newEnv := setup(t, "xoxb-good")
+	g := gate()
+	g.Note = "the plan changed after approval and does more than what was approved: eu-west-1: replaces terraform_data.network (the approved plan did not)"
+	post(t, newEnv(), a, g)
+	m := ws.Messages(channel)[0]
+	note, ok := m.Blocks.BlockSet[1].(*slack.SectionBlock)
+	require.True(t, ok)
+	require.Equal(t, "keelson_note", note.BlockID, "why the gate asks again comes right under the header")
+	require.Contains(t, note.Text.Text, "replaces terraform_data.network")
+	warn, ok := m.Blocks.BlockSet[3].(*slack.SectionBlock)
+	require.True(t, ok)
+	require.Equal(t, "keelson_destroys", warn.BlockID, "then the destroys")
+}
+
 func TestCloseGateUpdatesInPlaceWithoutButtons(t *testing.T) {
 	ws, a, newEnv := setup(t, "xoxb-good")
 	g := gate()
