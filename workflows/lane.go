@@ -245,14 +245,14 @@ func (l *laneImpl) holderRuns(ctx workflow.Context, h LaneRequest) bool {
 
 func (l *laneImpl) details(ctx workflow.Context) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "**lane of %s**: ", l.state.Application)
+	b.WriteString(fmt.Sprintf("**lane of %s**: ", l.state.Application))
 	if l.state.Holder == nil {
 		b.WriteString("free")
 	} else {
-		fmt.Fprintf(&b, "held by %s", l.state.Holder.ReleaseID)
+		b.WriteString(fmt.Sprintf("held by %s", l.state.Holder.ReleaseID))
 	}
 	for i, q := range l.state.Queue {
-		fmt.Fprintf(&b, "\n%d. %s (queued %s)", i+1, q.ReleaseID, q.At.UTC().Format(time.RFC3339))
+		b.WriteString(fmt.Sprintf("\n%d. %s (queued %s)", i+1, q.ReleaseID, q.At.UTC().Format(time.RFC3339)))
 	}
 	workflow.SetCurrentDetails(ctx, b.String())
 }
