@@ -4,6 +4,7 @@ package helm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -268,7 +269,22 @@ func (a *Activities) Upgrade(ctx context.Context, in UpgradeInput) (*UpgradeResu
 		rel, err = a.installOrUpgrade(ctx, cfg, in, ch, vals, last, next)
 		if err != nil {
 			settleFailed(cfg, in, next, err, log)
-			return nil, classify(err, "upgrade %s in %s", t.Release, t.Region)
+			cerr := classify(err, "upgrade %s in %s", t.Release, t.Region)
+			var appErr *temporal.ApplicationError
+			if errors.As(cerr, &appErr) && appErr.NonRetryable() {
+				return nil, cerr
+			}
+			if in.Owner.RunID != "" {
+				if made, gerr := cfg.Releases.Get(t.Release, next); gerr == nil && made != nil {
+					// Helm had begun: the revision exists (failed), objects
+					// may have changed. Retrying would only stack more
+					// failed revisions; the workflow rolls back instead.
+					return nil, temporal.NewNonRetryableApplicationError(
+						fmt.Sprintf("upgrade %s in %s: revision %d failed after Helm began applying it: %v", t.Release, t.Region, next, err),
+						ErrUpgradeFailed, err)
+				}
+			}
+			return nil, cerr
 		}
 	}
 	res := &UpgradeResult{

@@ -40,6 +40,10 @@ const (
 	// version, when it was deployed and its description. The error's details
 	// hold the Revision.
 	ErrForeignRevision = "HelmForeignRevision"
+	// ErrUpgradeFailed: Helm made the revision and then failed (a hook, an
+	// object the API server refused): the region changed and is rolled
+	// back; retrying would only make more failed revisions.
+	ErrUpgradeFailed = "HelmUpgradeFailed"
 )
 
 const (
