@@ -13,7 +13,7 @@ VERSION   ?= 1.0.0
 # Every package but the end-to-end tests, which need the running lab.
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/integration')
 
-.PHONY: build lab-build up down status clean-lab demo test test-unit test-integration lint bench bench-slack
+.PHONY: build lab-build up down status clean-lab demo test test-unit test-integration lint bench bench-slack bench-helm-memory
 
 build: ## the CLI (bin/keelson) and the worker (bin/keelson-worker)
 	$(GO) build -o bin/keelson ./starter
@@ -81,3 +81,8 @@ bench-slack:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(UNIT_PKGS)
+
+# The worker's Helm memory per namespace (application) at 10, 100 and 300
+# namespaces of one kwok cluster it starts itself (needs `make lab-build`).
+bench-helm-memory:
+	$(GO) test -count=1 -tags bench -run TestHelmMemoryPerNamespace -v ./activities/helm/

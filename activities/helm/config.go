@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -119,15 +120,15 @@ func (a *Activities) config(t Target) (*action.Configuration, error) {
 // REST config (each call a copy of one, so callers may change theirs),
 // the discovery client and the REST mapper, built once per context.
 type contextClients struct {
-	// flags give the kubeconfig loader and keep the discovery client (with
-	// its memory and disk caches) and the REST mapper built at first use.
-	// No namespace is set: the namespace is each configuration's.
-	flags *genericclioptions.ConfigFlags
+	// loader is the kubeconfig's, for kubectl's factory. The namespace it
+	// knows is the context's: each configuration's kube client has its own.
+	loader clientcmd.ClientConfig
 	// config has the rate limit; clients made from it share httpClient.
 	config     *rest.Config
 	httpClient *http.Client
-	// factory is the kube clients' (kubectl's factory over flags, which
-	// caches the OpenAPI schemas used to validate objects), its
+	discovery  *lockedDiscovery
+	mapper     meta.RESTMapper
+	// factory is the kube clients' (kubectl's factory over these), its
 	// KubernetesClientSet the one clientset of the context.
 	factory *contextFactory
 }
@@ -136,11 +137,63 @@ var _ genericclioptions.RESTClientGetter = (*contextClients)(nil)
 
 func (c *contextClients) ToRESTConfig() (*rest.Config, error) { return rest.CopyConfig(c.config), nil }
 func (c *contextClients) ToDiscoveryClient() (discovery.CachedDiscoveryInterface, error) {
-	return c.flags.ToDiscoveryClient()
+	return c.discovery, nil
 }
-func (c *contextClients) ToRESTMapper() (meta.RESTMapper, error) { return c.flags.ToRESTMapper() }
-func (c *contextClients) ToRawKubeConfigLoader() clientcmd.ClientConfig {
-	return c.flags.ToRawKubeConfigLoader()
+func (c *contextClients) ToRESTMapper() (meta.RESTMapper, error)        { return c.mapper, nil }
+func (c *contextClients) ToRawKubeConfigLoader() clientcmd.ClientConfig { return c.loader }
+
+// lockedDiscovery is a discovery client whose cache refills happen one at
+// a time. client-go's disk cache writes to its files the very objects its
+// memory cache hands out, encoding them in place (it sets and resets their
+// kind); two refills at once, as when configurations of several namespaces
+// read the cluster's capabilities at once, wrote the same objects together
+// (go test -race, TestHelmMemoryPerNamespace). The methods that are not
+// overridden neither refill nor write.
+type lockedDiscovery struct {
+	discovery.CachedDiscoveryInterface
+	mu sync.Mutex
+}
+
+func (d *lockedDiscovery) ServerGroups() (*metav1.APIGroupList, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.CachedDiscoveryInterface.ServerGroups()
+}
+
+func (d *lockedDiscovery) ServerResourcesForGroupVersion(gv string) (*metav1.APIResourceList, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.CachedDiscoveryInterface.ServerResourcesForGroupVersion(gv)
+}
+
+func (d *lockedDiscovery) ServerGroupsAndResources() ([]*metav1.APIGroup, []*metav1.APIResourceList, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.CachedDiscoveryInterface.ServerGroupsAndResources()
+}
+
+func (d *lockedDiscovery) ServerPreferredResources() ([]*metav1.APIResourceList, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.CachedDiscoveryInterface.ServerPreferredResources()
+}
+
+func (d *lockedDiscovery) ServerPreferredNamespacedResources() ([]*metav1.APIResourceList, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.CachedDiscoveryInterface.ServerPreferredNamespacedResources()
+}
+
+func (d *lockedDiscovery) Fresh() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.CachedDiscoveryInterface.Fresh()
+}
+
+func (d *lockedDiscovery) Invalidate() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.CachedDiscoveryInterface.Invalidate()
 }
 
 // secrets is the Secrets client of Helm's release storage in namespace ns:
@@ -198,11 +251,12 @@ func (a *Activities) contextClients(kubeContext string) (*contextClients, error)
 	// Discovery sets its own limit over this, 50 QPS and a burst of 300 by
 	// default. That was each namespace's; the context's discovery client
 	// now serves them all, and Helm invalidates its cache on the first
-	// install or upgrade of every configuration (about four requests: the
-	// version, the groups, the OpenAPI index). At 50 QPS, 300 namespaces
-	// deployed four at a time took 117 s instead of 25 s on the lab cluster:
-	// the memory cache holds its lock while its refresh waits for the rate
-	// limiter. It gets the clients' limit, or Helm's when that is higher.
+	// install or upgrade of every configuration (three or four requests
+	// each: the version, the groups, the OpenAPI index). At 50 QPS, 300
+	// namespaces deployed four at a time took 117 s instead of 25 s on the
+	// lab cluster (TestHelmMemoryPerNamespace), the refills queued behind
+	// the one rate limiter. It gets the clients' limit, or Helm's when that
+	// is higher.
 	flags.WithDiscoveryQPS(max(qps, 50)).WithDiscoveryBurst(max(burst, 300))
 	config, err := flags.ToRESTConfig()
 	if err != nil {
@@ -216,7 +270,22 @@ func (a *Activities) contextClients(kubeContext string) (*contextClients, error)
 	if err != nil {
 		return nil, err
 	}
-	cc := &contextClients{flags: flags, config: config, httpClient: httpClient}
+	// kubectl's discovery client: a memory cache over the disk cache in
+	// ~/.kube/cache (KUBECACHEDIR), the OpenAPI documents in its HTTP cache.
+	dc, err := flags.ToDiscoveryClient()
+	if err != nil {
+		return nil, err
+	}
+	locked := &lockedDiscovery{CachedDiscoveryInterface: dc}
+	// The REST mapper ConfigFlags would make, over the locked client.
+	mapper := restmapper.NewShortcutExpander(restmapper.NewDeferredDiscoveryRESTMapper(locked), locked, func(string) {})
+	cc := &contextClients{
+		loader:     flags.ToRawKubeConfigLoader(),
+		config:     config,
+		httpClient: httpClient,
+		discovery:  locked,
+		mapper:     mapper,
+	}
 	// kube.New makes kubectl's factory over cc.
 	cc.factory = &contextFactory{Factory: kube.New(cc).Factory, clientset: clientset}
 	if a.configs == nil {

@@ -31,16 +31,18 @@ const (
 	ErrReleaseNotFound = "HelmReleaseNotFound"
 )
 
-// Activities holds one action.Configuration per kube context (and
-// namespace: Helm binds its release storage to one), built lazily from
-// Kubeconfig. Use it by pointer; the zero value with Kubeconfig set works.
+// Activities holds, built lazily from Kubeconfig, one set of Kubernetes
+// clients per kube context (REST config, discovery, REST mapper: shared by
+// every namespace, see config.go) and a small action.Configuration per
+// namespace (Helm binds its release storage to one). Use it by pointer;
+// the zero value with Kubeconfig set works.
 type Activities struct {
 	// Kubeconfig is the kubeconfig file with a context per region.
 	Kubeconfig string
 	// Logger receives Helm's and the activities' logs; slog.Default() when nil.
 	Logger *slog.Logger
 	// KubeQPS and KubeBurst are the client-side rate limit of the Kubernetes
-	// clients of each kube context and namespace (defaultKubeQPS and
+	// clients of each kube context (defaultKubeQPS and
 	// defaultKubeBurst when zero). client-go's own default, 5 and 10, makes
 	// a hundred releases at once wait seconds on the worker; the API server
 	// has its own flow control, so requests should queue there.
