@@ -90,21 +90,8 @@ func (c *Client) Start(ctx context.Context, spec *release.Spec, version string, 
 			return StartResult{}, err
 		}
 	}
-	startedBy := opts.StartedBy
-
-	sopts := client.StartWorkflowOptions{
-		ID:                       id,
-		TaskQueue:                c.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			temporal.NewSearchAttributeKeyKeyword(workflows.SearchAttrApplication).ValueSet(spec.Application),
-			temporal.NewSearchAttributeKeyKeyword(workflows.SearchAttrVersion).ValueSet(version),
-			temporal.NewSearchAttributeKeyKeyword(workflows.SearchAttrPhase).ValueSet(string(workflows.PhasePending)),
-		),
-		StaticSummary: Summary(spec, version),
-	}
-	in := &workflows.ReleaseInput{Spec: *spec, Version: version, StartedBy: startedBy}
+	sopts := c.startOptions(id, spec.Application, version, Summary(spec, version))
+	in := &workflows.ReleaseInput{Spec: *spec, Version: version, StartedBy: opts.StartedBy}
 
 	probe := &startProbe{}
 	run, err := c.T.ExecuteWorkflow(withStartProbe(ctx, probe), sopts, workflows.Release, in)
@@ -118,6 +105,24 @@ func (c *Client) Start(ctx context.Context, spec *release.Spec, version string, 
 		res.Existing = runningBefore != "" && runningBefore == res.RunID
 	}
 	return res, nil
+}
+
+// startOptions start a release workflow, or find the run already going:
+// a second start of the same ID returns it (a CI retry), and an ID whose
+// run finished may start again (Start decides whether it may).
+func (c *Client) startOptions(id, application, version, summary string) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID:                       id,
+		TaskQueue:                c.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			temporal.NewSearchAttributeKeyKeyword(workflows.SearchAttrApplication).ValueSet(application),
+			temporal.NewSearchAttributeKeyKeyword(workflows.SearchAttrVersion).ValueSet(version),
+			temporal.NewSearchAttributeKeyKeyword(workflows.SearchAttrPhase).ValueSet(string(workflows.PhasePending)),
+		),
+		StaticSummary: summary,
+	}
 }
 
 // supersede aborts the release holding the application's lane and those

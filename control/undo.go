@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/keelson-dev/keelson/workflows"
 )
@@ -109,7 +108,7 @@ func (c *Client) Undo(ctx context.Context, releaseID string, o UndoOptions) (Sta
 	changed := 0
 	for _, r := range res.Regions {
 		known[r.Region] = true
-		if r.Changed && r.RolledBackTo == 0 && (len(o.Regions) == 0 || contains(o.Regions, r.Region)) {
+		if r.Changed && r.RolledBackTo == 0 && (len(o.Regions) == 0 || slices.Contains(o.Regions, r.Region)) {
 			changed++
 		}
 	}
@@ -133,18 +132,8 @@ func (c *Client) Undo(ctx context.Context, releaseID string, o UndoOptions) (Sta
 	undo := &workflows.ReleaseInput{Spec: in.Spec, Version: version, StartedBy: startedBy, Undo: &workflows.UndoInput{
 		ReleaseID: releaseID, RunID: runID, Version: in.Version, ToVersion: o.ToVersion, Regions: res.Regions, Only: o.Regions,
 	}}
-	sopts := client.StartWorkflowOptions{
-		ID:                       id,
-		TaskQueue:                c.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			temporal.NewSearchAttributeKeyKeyword(workflows.SearchAttrApplication).ValueSet(in.Spec.Application),
-			temporal.NewSearchAttributeKeyKeyword(workflows.SearchAttrVersion).ValueSet(version),
-			temporal.NewSearchAttributeKeyKeyword(workflows.SearchAttrPhase).ValueSet(string(workflows.PhasePending)),
-		),
-		StaticSummary: fmt.Sprintf("undo of %s %s: %d regions back to their revisions before it", in.Spec.Application, in.Version, changed),
-	}
+	sopts := c.startOptions(id, in.Spec.Application, version,
+		fmt.Sprintf("undo of %s %s: %d regions back to their revisions before it", in.Spec.Application, in.Version, changed))
 	run, err := c.T.ExecuteWorkflow(ctx, sopts, workflows.Release, undo)
 	if err != nil {
 		return StartResult{}, c.translate(op{name: "start", releaseID: id}, err)
@@ -171,13 +160,4 @@ func (c *Client) releaseInput(ctx context.Context, releaseID, runID string) (*wo
 		return nil, fmt.Errorf("decode the release's input: %w", err)
 	}
 	return &in, nil
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -86,9 +86,7 @@ func TestGateAndControlPaths(t *testing.T) {
 		t.Parallel()
 		app := l.appName(t, "itabort")
 		file := l.releaseFile(t, app, noGate("2s"))
-		if res := l.result(t, l.start(t, file, runVersion(1)), 3*time.Minute); res.Phase != workflows.PhaseSucceeded {
-			t.Fatalf("first release: %s", writeJSON(res))
-		}
+		l.succeed(t, file, runVersion(1))
 		id := l.start(t, l.releaseFile(t, app, noGate("90s")), runVersion(2))
 		baking(t, id)
 		cli(t, 0, "abort", id, "--user", "oncall", "--reason", "error rate")
@@ -102,9 +100,7 @@ func TestGateAndControlPaths(t *testing.T) {
 		t.Parallel()
 		app := l.appName(t, "itmanual")
 		file := l.releaseFile(t, app, noGate("2s"))
-		if res := l.result(t, l.start(t, file, runVersion(1)), 3*time.Minute); res.Phase != workflows.PhaseSucceeded {
-			t.Fatalf("first release: %s", writeJSON(res))
-		}
+		l.succeed(t, file, runVersion(1))
 		id := l.start(t, l.releaseFile(t, app, noGate("90s")), runVersion(2))
 		baking(t, id)
 		out := cli(t, 1, "rollback", id, "--user", "oncall", "--region", "eu-west-9", "--reason", "typo")

@@ -45,6 +45,32 @@ func keelsonRevisions(hist []helm.Revision) []string {
 	return ids
 }
 
+// succeed releases version of the file's application and requires it to
+// succeed (files without a gate).
+func (l *lab) succeed(t *testing.T, file, version string) string {
+	t.Helper()
+	id := l.start(t, file, version)
+	if res := l.result(t, id, 4*time.Minute); res.Phase != workflows.PhaseSucceeded {
+		t.Fatalf("release %s: %s", version, writeJSON(res))
+	}
+	return id
+}
+
+// throughGate releases version of the file's application, approving the
+// demo's gate from the CLI, and requires it to succeed.
+func (l *lab) throughGate(t *testing.T, file, version string) string {
+	t.Helper()
+	id := l.start(t, file, version)
+	l.waitPhase(t, id, workflows.PhaseAwaitGate, 2*time.Minute)
+	if out, code := l.keelson(t, "approve", id, "--user", "demo-approver"); code != 0 {
+		t.Fatalf("approve %s: %s", id, out)
+	}
+	if res := l.result(t, id, 3*time.Minute); res.Phase != workflows.PhaseSucceeded {
+		t.Fatalf("release %s: %s", version, writeJSON(res))
+	}
+	return id
+}
+
 func lastRevision(t *testing.T, hist []helm.Revision) helm.Revision {
 	t.Helper()
 	if len(hist) == 0 {
@@ -137,9 +163,7 @@ func TestSucceededReleaseIsNotStartedAgain(t *testing.T) {
 	app := l.appName(t, "itrerun")
 	file := l.releaseFile(t, app, noGate("2s"))
 	v := runVersion(1)
-	if res := l.result(t, l.start(t, file, v), 4*time.Minute); res.Phase != workflows.PhaseSucceeded {
-		t.Fatalf("first release: %s", writeJSON(res))
-	}
+	l.succeed(t, file, v)
 	out, code := l.keelson(t, "release", "start", "-f", file, "--version", v)
 	if code == 0 || !strings.Contains(out, "already succeeded") || !strings.Contains(out, "--rerun") {
 		t.Fatalf("second start of a succeeded release: exit %d, want a refusal naming --rerun:\n%s", code, out)
@@ -205,14 +229,7 @@ func TestHandMadeRevisionStopsTheRelease(t *testing.T) {
 	app := l.appName(t, "itforeign")
 	file := l.releaseFile(t, app, nil)
 	v1, v2 := runVersion(1), runVersion(2)
-	id1 := l.start(t, file, v1)
-	l.waitPhase(t, id1, workflows.PhaseAwaitGate, 2*time.Minute)
-	if out, code := l.keelson(t, "approve", id1, "--user", "demo-approver"); code != 0 {
-		t.Fatalf("approve: %s", out)
-	}
-	if res := l.result(t, id1, 3*time.Minute); res.Phase != workflows.PhaseSucceeded {
-		t.Fatalf("first release: %s", writeJSON(res))
-	}
+	l.throughGate(t, file, v1)
 
 	id2 := l.start(t, file, v2)
 	l.waitPhase(t, id2, workflows.PhaseAwaitGate, 2*time.Minute)
@@ -251,9 +268,7 @@ func TestUpgradeFailingAfterApplyIsRolledBack(t *testing.T) {
 	app := l.appName(t, "ithook")
 	file := l.releaseFile(t, app, noGate("2s"))
 	v1, v2 := runVersion(1), runVersion(2)
-	if res := l.result(t, l.start(t, file, v1), 4*time.Minute); res.Phase != workflows.PhaseSucceeded {
-		t.Fatalf("first release: %s", writeJSON(res))
-	}
+	l.succeed(t, file, v1)
 	failing := l.releaseFile(t, app, func(doc map[string]any) {
 		noGate("2s")(doc)
 		doc["values"] = map[string]any{"replicas": 1, "hooks": map[string]any{"postUpgradeFail": true}}
@@ -304,9 +319,7 @@ func TestCancelLetsTheUpgradeFinishThenRollsBack(t *testing.T) {
 	app := l.appName(t, "itcancel")
 	file := l.releaseFile(t, app, noGate("2s"))
 	v1, v2 := runVersion(1), runVersion(2)
-	if res := l.result(t, l.start(t, file, v1), 4*time.Minute); res.Phase != workflows.PhaseSucceeded {
-		t.Fatalf("first release: %s", writeJSON(res))
-	}
+	l.succeed(t, file, v1)
 	slow := l.releaseFile(t, app, func(doc map[string]any) {
 		noGate("2s")(doc)
 		doc["values"] = map[string]any{"replicas": 1, "hooks": map[string]any{"preUpgradeSeconds": 8}}
@@ -357,14 +370,7 @@ func TestGrownPlanOpensTheGateAgain(t *testing.T) {
 	app := l.appName(t, "itplan")
 	file := l.releaseFile(t, app, nil)
 	v1, v2 := runVersion(1), runVersion(2)
-	id1 := l.start(t, file, v1)
-	l.waitPhase(t, id1, workflows.PhaseAwaitGate, 2*time.Minute)
-	if out, code := l.keelson(t, "approve", id1, "--user", "demo-approver"); code != 0 {
-		t.Fatalf("approve: %s", out)
-	}
-	if res := l.result(t, id1, 3*time.Minute); res.Phase != workflows.PhaseSucceeded {
-		t.Fatalf("first release: %s", writeJSON(res))
-	}
+	l.throughGate(t, file, v1)
 
 	id2 := l.start(t, file, v2)
 	l.waitPhase(t, id2, workflows.PhaseAwaitGate, 2*time.Minute)
@@ -427,9 +433,7 @@ func TestRollbackOutlastsAnAPIServerOutage(t *testing.T) {
 		doc["health"] = []any{}
 	})
 	v1 := runVersion(1)
-	if res := l.result(t, l.start(t, file, v1), 4*time.Minute); res.Phase != workflows.PhaseSucceeded {
-		t.Fatalf("first release: %s", writeJSON(res))
-	}
+	l.succeed(t, file, v1)
 	bad := l.releaseFile(t, app, func(doc map[string]any) {
 		noGate("2s")(doc)
 		doc["health"] = []any{}
@@ -478,16 +482,8 @@ func TestRollbackOfAFinishedReleaseToAVersion(t *testing.T) {
 	app := l.appName(t, "itundo")
 	file := l.releaseFile(t, app, nil)
 	v1, v2 := runVersion(1), runVersion(2)
-	for _, v := range []string{v1, v2} {
-		id := l.start(t, file, v)
-		l.waitPhase(t, id, workflows.PhaseAwaitGate, 2*time.Minute)
-		if out, code := l.keelson(t, "approve", id, "--user", "demo-approver"); code != 0 {
-			t.Fatalf("approve: %s", out)
-		}
-		if res := l.result(t, id, 3*time.Minute); res.Phase != workflows.PhaseSucceeded {
-			t.Fatalf("release %s: %s", v, writeJSON(res))
-		}
-	}
+	l.throughGate(t, file, v1)
+	l.throughGate(t, file, v2)
 	out, code := l.keelson(t, "rollback", app, "--to", v2, "--user", "oncall")
 	if code == 0 || !strings.Contains(out, "already "+v2) {
 		t.Errorf("rollback to the version already released: exit %d, want a refusal\n%s", code, out)

@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -288,7 +289,7 @@ func (r *releaseImpl) rollbackOwned(ctx workflow.Context, policy release.Rollbac
 		if policy == release.RollbackFailed && rr.Phase != PhaseFailed {
 			continue
 		}
-		if manual && len(r.manual.Regions) > 0 && !containsString(r.manual.Regions, name) {
+		if manual && len(r.manual.Regions) > 0 && !slices.Contains(r.manual.Regions, name) {
 			continue
 		}
 		todo = append(todo, rr)
@@ -312,15 +313,6 @@ func (r *releaseImpl) rollbackOwned(ctx workflow.Context, policy release.Rollbac
 	return done
 }
 
-func containsString(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // runUndo returns the regions the undone release changed to the revisions
 // it recorded before changing them, wave by wave in reverse order, each
 // wave behind its gate when the file has one that always asks. It returns
@@ -329,7 +321,7 @@ func (r *releaseImpl) runUndo(ctx workflow.Context) string {
 	u := r.in.Undo
 	todo := map[string]RegionResult{}
 	for _, rr := range u.Regions {
-		if rr.Changed && rr.RolledBackTo == 0 && (len(u.Only) == 0 || containsString(u.Only, rr.Region)) {
+		if rr.Changed && rr.RolledBackTo == 0 && (len(u.Only) == 0 || slices.Contains(u.Only, rr.Region)) {
 			todo[rr.Region] = rr
 		}
 	}

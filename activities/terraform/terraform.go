@@ -182,28 +182,13 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (*PlanResult, error
 // is stale, so the retry re-plans and applies only what is left, or nothing;
 // what is left is within the saved plan.
 func (a *Activities) Apply(ctx context.Context, in ApplyInput) (*ApplyResult, error) {
-	if err := checkPlanKey("apply", in.Stack, in.PlanKey); err != nil {
-		return nil, err
-	}
-	s, err := a.open(ctx, in.Stack, "apply")
+	// Before anything is applied: a state of another lineage stops here,
+	// and a plan known to be stale is not even tried.
+	s, saved, stale, err := a.openSaved(ctx, "apply", in.Stack, in.PlanKey)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
-
-	saved := s.scratch("saved.tfplan")
-	if err := s.download(ctx, in.PlanKey, saved); err != nil {
-		return nil, err
-	}
-	if err := s.init(ctx); err != nil {
-		return nil, err
-	}
-	// Before anything is applied: a state of another lineage stops here,
-	// and a plan known to be stale is not even tried.
-	stale, err := s.checkState(ctx, saved, in.PlanKey)
-	if err != nil {
-		return nil, err
-	}
 	plan, _, err := s.show(ctx, saved)
 	if err != nil {
 		return nil, err

@@ -40,27 +40,11 @@ type VerifyResult struct {
 // before the wave's regions apply, so that a plan that grew in the meantime
 // goes back to the gate instead of failing region by region.
 func (a *Activities) Verify(ctx context.Context, in VerifyInput) (*VerifyResult, error) {
-	if err := checkPlanKey("verify", in.Stack, in.PlanKey); err != nil {
-		return nil, err
-	}
-	s, err := a.open(ctx, in.Stack, "verify")
+	s, saved, stale, err := a.openSaved(ctx, "verify", in.Stack, in.PlanKey)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
-
-	saved := s.scratch("saved.tfplan")
-	if err := s.download(ctx, in.PlanKey, saved); err != nil {
-		return nil, err
-	}
-	// state pull needs the backend initialised.
-	if err := s.init(ctx); err != nil {
-		return nil, err
-	}
-	stale, err := s.checkState(ctx, saved, in.PlanKey)
-	if err != nil {
-		return nil, err
-	}
 	if !stale {
 		return &VerifyResult{}, nil
 	}
@@ -85,6 +69,35 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (*VerifyResult,
 	res := &VerifyResult{Stale: true, Plan: pr, Exceeds: Exceeds(Summarize(plan), pr.Summary)}
 	s.log.Info("terraform verify done", "plan", in.PlanKey, "newPlan", pr.PlanKey, "exceeds", res.Exceeds)
 	return res, nil
+}
+
+// openSaved opens the region's working copy for op, fetches the saved plan
+// at key into it, initialises the backend (state pull needs it) and
+// compares the state with the plan's prior state: a state of another
+// lineage is an error, a moved one is stale. The caller closes s.
+func (a *Activities) openSaved(ctx context.Context, op string, st Stack, key string) (*session, string, bool, error) {
+	if err := checkPlanKey(op, st, key); err != nil {
+		return nil, "", false, err
+	}
+	s, err := a.open(ctx, st, op)
+	if err != nil {
+		return nil, "", false, err
+	}
+	saved := s.scratch("saved.tfplan")
+	if err := s.download(ctx, key, saved); err != nil {
+		s.close()
+		return nil, "", false, err
+	}
+	if err := s.init(ctx); err != nil {
+		s.close()
+		return nil, "", false, err
+	}
+	stale, err := s.checkState(ctx, saved, key)
+	if err != nil {
+		s.close()
+		return nil, "", false, err
+	}
+	return s, saved, stale, nil
 }
 
 // stateMeta is what Terraform compares to tell whether a saved plan still
