@@ -34,6 +34,12 @@ type Spec struct {
 	Readiness   Readiness     `json:"readiness,omitempty" yaml:"readiness,omitempty"`
 	Rollback    Rollback      `json:"rollback,omitempty" yaml:"rollback,omitempty"`
 	Notify      *Notify       `json:"notify,omitempty" yaml:"notify,omitempty"`
+	// Strategy, Traffic, Analysis and Failover are progressive delivery
+	// (strategy.go); regions may override Strategy and Traffic.
+	Strategy *Strategy       `json:"strategy,omitempty" yaml:"strategy,omitempty"`
+	Traffic  *Traffic        `json:"traffic,omitempty" yaml:"traffic,omitempty"`
+	Analysis []AnalysisCheck `json:"analysis,omitempty" yaml:"analysis,omitempty"`
+	Failover *Failover       `json:"failover,omitempty" yaml:"failover,omitempty"`
 
 	// Source is the file the spec was loaded from, for messages.
 	Source string `json:"source,omitempty" yaml:"-"`
@@ -74,6 +80,11 @@ type Region struct {
 	AWSRegion     string            `json:"awsRegion,omitempty" yaml:"awsRegion,omitempty"`
 	Values        Values            `json:"values,omitempty" yaml:"values,omitempty"`
 	TerraformVars map[string]string `json:"terraformVars,omitempty" yaml:"terraformVars,omitempty"`
+	// Strategy replaces the application's strategy in this region; Traffic
+	// replaces its traffic provider (each region has its own records or
+	// load balancer).
+	Strategy *Strategy `json:"strategy,omitempty" yaml:"strategy,omitempty"`
+	Traffic  *Traffic  `json:"traffic,omitempty" yaml:"traffic,omitempty"`
 }
 
 // Wave is a set of regions that change together, after the waves before it.
