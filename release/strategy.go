@@ -128,7 +128,9 @@ type Traffic struct {
 // Route53Traffic is a pair of weighted records of one name: the stable
 // side's and the canary side's.
 type Route53Traffic struct {
-	HostedZoneID string `json:"hostedZoneId" yaml:"hostedZoneId"`
+	// HostedZoneID, or HostedZone (the zone's name) to look it up.
+	HostedZoneID string `json:"hostedZoneId,omitempty" yaml:"hostedZoneId,omitempty"`
+	HostedZone   string `json:"hostedZone,omitempty" yaml:"hostedZone,omitempty"`
 	// Record is the record name users resolve (demo.us-east-1.example.com).
 	Record string `json:"record" yaml:"record"`
 	// Type is CNAME (the default), A or AAAA.
@@ -252,7 +254,8 @@ type CloudWatchAnalysis struct {
 // while later waves roll out: the regions are weighted records of one
 // Route 53 name, and Check judges each finished region.
 type Failover struct {
-	HostedZoneID string `json:"hostedZoneId" yaml:"hostedZoneId"`
+	HostedZoneID string `json:"hostedZoneId,omitempty" yaml:"hostedZoneId,omitempty"`
+	HostedZone   string `json:"hostedZone,omitempty" yaml:"hostedZone,omitempty"`
 	Record       string `json:"record" yaml:"record"`
 	Type         string `json:"type,omitempty" yaml:"type,omitempty"`
 	TTL          int    `json:"ttl,omitempty" yaml:"ttl,omitempty"`
