@@ -99,6 +99,7 @@ func validate(s *Spec) problems {
 	regionIndex := validateRegions(s, &ps)
 	validateWaves(s, regionIndex, &ps)
 	validateHealth(s, &ps)
+	validateProgressive(s, &ps)
 
 	if s.Readiness.Timeout.Duration < 0 {
 		ps.add("readiness.timeout", "must not be negative")

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keelson-dev/keelson/activities/analysis"
 	"github.com/keelson-dev/keelson/release"
 )
 
@@ -187,6 +188,11 @@ type RegionStatus struct {
 	Duration         time.Duration `json:"duration,omitempty"`
 	// Changed is true once this run made a Helm revision in the region.
 	Changed bool `json:"changed,omitempty"`
+	// Strategy is the region's progressive strategy, Traffic the weights
+	// its traffic provider read back last, Analysis the latest analysis.
+	Strategy string         `json:"strategy,omitempty"`
+	Traffic  map[string]int `json:"traffic,omitempty"`
+	Analysis string         `json:"analysis,omitempty"`
 	// Seq orders a region's progress reports: signals sent in one workflow
 	// task may arrive in any order, and the release keeps the newest.
 	Seq int `json:"seq,omitempty"`
@@ -257,6 +263,45 @@ type RegionResult struct {
 	Started      time.Time     `json:"started"`
 	Duration     time.Duration `json:"duration"`
 	Terraform    string        `json:"terraform,omitempty"` // summary line, e.g. "+1 ~0 -0"
+
+	// Strategy is the progressive strategy the region followed, Traffic
+	// the last weights read back, Analysis every analysis it ran.
+	Strategy string           `json:"strategy,omitempty"`
+	Traffic  map[string]int   `json:"traffic,omitempty"`
+	Analysis []AnalysisRecord `json:"analysis,omitempty"`
+	// AutoRollback records a region that reverted by itself before its
+	// promotion: traffic back to stable, then the side removed.
+	AutoRollback *AutoRollback `json:"autoRollback,omitempty"`
+	// SideLeft is true when the side release (canary or preview) still
+	// exists: the release sends traffic to stable and removes it after
+	// rolling the stable release back.
+	SideLeft bool `json:"sideLeft,omitempty"`
+}
+
+// AnalysisRecord is one analysis a region ran: its verdict, and the samples
+// that decided it (all of them are in the artifact store at SamplesKey).
+type AnalysisRecord struct {
+	Step       string            `json:"step"`
+	Verdict    string            `json:"verdict"`
+	Reason     string            `json:"reason,omitempty"`
+	Samples    int               `json:"samples"`
+	SamplesKey string            `json:"samplesKey,omitempty"`
+	DecidedAt  time.Time         `json:"decidedAt,omitempty"`
+	Deciding   []analysis.Sample `json:"deciding,omitempty"`
+	// Accepted is set when a person resumed after an inconclusive result.
+	Accepted bool `json:"accepted,omitempty"`
+}
+
+// AutoRollback is a region's own revert: when the deciding sample was
+// taken, when traffic was back on stable, and when the side was removed.
+type AutoRollback struct {
+	Reason         string    `json:"reason"`
+	DecidedAt      time.Time `json:"decidedAt,omitempty"`
+	Started        time.Time `json:"started"`
+	TrafficAt      time.Time `json:"trafficAt,omitempty"`
+	HelmAt         time.Time `json:"helmAt,omitempty"`
+	StableRevision int       `json:"stableRevision,omitempty"`
+	Error          string    `json:"error,omitempty"`
 }
 
 // String is a one-line outcome, for logs and the CLI.

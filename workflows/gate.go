@@ -224,7 +224,7 @@ func (r *releaseImpl) setHandlers(ctx workflow.Context) error {
 			if err := notDone(); err != nil {
 				return err
 			}
-			if !r.status.Paused {
+			if !r.status.Paused && !r.regionPaused() {
 				return refuse("release %s is not paused", r.id)
 			}
 			return nil

@@ -12,6 +12,7 @@ import (
 	"github.com/keelson-dev/keelson/activities/health"
 	"github.com/keelson-dev/keelson/activities/helm"
 	"github.com/keelson-dev/keelson/activities/terraform"
+	"github.com/keelson-dev/keelson/activities/traffic"
 	"github.com/keelson-dev/keelson/release"
 )
 
@@ -65,6 +66,15 @@ type RegionInput struct {
 	Owner          *helm.Owner `json:"owner,omitempty"`
 	ExpectRevision int         `json:"expectRevision,omitempty"`
 	RollbackTo     int         `json:"rollbackTo,omitempty"`
+
+	// Strategy, when set, is the region's progressive strategy (canary,
+	// blue-green, rolling); Traffic its stable and canary sides; Analysis
+	// the file's checks, which strategy steps name; StableVersion the
+	// version running before the release, for analysis queries.
+	Strategy      *release.Strategy       `json:"strategy,omitempty"`
+	Traffic       *traffic.Target         `json:"traffic,omitempty"`
+	Analysis      []release.AnalysisCheck `json:"analysis,omitempty"`
+	StableVersion string                  `json:"stableVersion,omitempty"`
 }
 
 // RegionRollout changes one region: Terraform apply, Helm upgrade with the
@@ -92,6 +102,16 @@ type regionImpl struct {
 	// cancelWait cancels the activity or timer the region is waiting on
 	// (readiness, health, bake) when the release is aborted or promoted.
 	cancelWait workflow.CancelFunc
+
+	// Progressive strategies (strategy.go): the second side, whether the
+	// region is in the steps a promote advances (stepping), a promote not
+	// yet consumed (advance), the cancel of the pause running, and the time
+	// of the analysis sample that failed the region.
+	side         sideState
+	stepping     bool
+	advance      bool
+	strategyWait workflow.CancelFunc
+	decidedAt    time.Time
 }
 
 func (r *regionImpl) setup(ctx workflow.Context) error {
@@ -117,6 +137,16 @@ func (r *regionImpl) setup(ctx workflow.Context) error {
 	listen(SignalRegionPause, func() { r.paused = true })
 	listen(SignalRegionResume, func() { r.paused = false })
 	listen(SignalRegionPromote, func() {
+		if r.stepping {
+			// In a canary's or blue-green's steps a promote ends the
+			// pause under way (or skips the next one); it does not cut
+			// the bake that follows the promotion.
+			r.advance = true
+			if r.strategyWait != nil {
+				r.strategyWait()
+			}
+			return
+		}
 		r.promoted = true
 		if r.status.Step == StepBake && r.cancelWait != nil {
 			r.cancelWait()
@@ -155,26 +185,38 @@ func (r *regionImpl) run(ctx workflow.Context) (*RegionResult, error) {
 	r.status.Started = r.result.Started
 	r.status.Phase = PhaseDeploying
 
-	steps := []struct {
-		name string
-		fn   func(workflow.Context) error
-	}{
+	steps := []regionStep{
 		{StepApply, r.apply},
 		{StepUpgrade, r.upgrade},
 		{StepReadiness, r.readiness},
 		{StepHealth, r.health},
 		{StepBake, r.bake},
 	}
+	if r.in.Strategy.Kind() != release.StrategyAllAtOnce {
+		workflow.GetVersion(ctx, changeStrategies, workflow.DefaultVersion, 1)
+		r.result.Strategy = string(r.in.Strategy.Kind())
+		r.status.Strategy = r.result.Strategy
+		steps = r.strategySteps()
+	}
 	for _, s := range steps {
 		if err := r.checkpoint(ctx, s.name); err != nil {
+			r.revertSide(ctx, "aborted")
 			return r.finish(ctx, PhaseAborted, err), nil
 		}
 		if err := s.fn(ctx); err != nil {
 			if r.aborted {
+				r.revertSide(ctx, "aborted")
 				return r.finish(ctx, PhaseAborted, errAborted), nil
 			}
 			log.Error("Region step failed", "region", r.in.Region.Name, "step", s.name, "error", err)
-			return r.finish(ctx, PhaseFailed, fmt.Errorf("%s: %w", s.name, rootCause(err))), nil
+			err = fmt.Errorf("%s: %w", s.name, rootCause(err))
+			r.revertSide(ctx, err.Error())
+			if r.side.installed && r.side.promoting && !r.side.removed {
+				// The stable release is being upgraded: the release rolls
+				// it back, then sends traffic to it and removes the side.
+				r.result.SideLeft = true
+			}
+			return r.finish(ctx, PhaseFailed, err), nil
 		}
 	}
 	r.status.Step = StepDone
@@ -286,6 +328,7 @@ func (r *regionImpl) upgrade(ctx workflow.Context) error {
 		RegionValues: r.in.Region.Values,
 		Outputs:      r.outputs,
 		OutputsValue: r.in.OutputsValue,
+		Rolling:      r.rolling(),
 	}
 	if r.owned {
 		in.Owner, in.ExpectRevision = *r.in.Owner, r.in.ExpectRevision

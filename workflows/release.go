@@ -431,7 +431,9 @@ func (r *releaseImpl) startRegion(ctx workflow.Context, wi int, name string, pla
 		in.Owner = &o
 		base := r.baseline[name]
 		in.ExpectRevision, in.RollbackTo = base.Revision, base.Deployed
+		in.StableVersion = base.Version
 	}
+	r.progressive(in)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:        RegionID(r.id, name),
 		StaticSummary:     fmt.Sprintf("%s %s in %s (wave %s)", spec.Application, r.in.Version, name, wave.Name),

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/keelson-dev/keelson/activities/analysis"
 	"github.com/keelson-dev/keelson/activities/coord"
 	"github.com/keelson-dev/keelson/activities/health"
 	"github.com/keelson-dev/keelson/activities/helm"
@@ -79,6 +80,13 @@ type releaseSuite struct {
 	verifyFn   func(terraform.VerifyInput) (*terraform.VerifyResult, error)
 	// holdLane keeps the lane from being granted at once (input grants it).
 	holdLane bool
+
+	// Progressive strategies (strategy_test.go).
+	ops            []string
+	sideInputs     []helm.UpgradeInput
+	stableInputs   []helm.UpgradeInput
+	analysisInputs []analysis.RunInput
+	failStable     bool
 }
 
 func TestRelease(t *testing.T) { suite.Run(t, new(releaseSuite)) }
@@ -95,6 +103,8 @@ func (s *releaseSuite) SetupTest() {
 	s.env.RegisterWorkflow(Lane)
 	s.applied, s.upgraded = nil, nil
 	s.holdLane = false
+	s.failStable = false
+	s.sideInputs, s.stableInputs = nil, nil
 	s.applyFn, s.upgradeFn, s.rollbackFn, s.snapshotFn, s.verifyFn = nil, nil, nil, nil, nil
 	s.owners = map[string]string{}
 	s.rolledBack = map[string]int{}

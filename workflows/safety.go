@@ -283,7 +283,7 @@ func (r *releaseImpl) rollbackOwned(ctx workflow.Context, policy release.Rollbac
 	var todo []*RegionResult
 	for _, name := range r.regionNames() {
 		rr := r.results[name]
-		if rr == nil || !rr.Changed {
+		if rr == nil || (!rr.Changed && !rr.SideLeft) {
 			continue
 		}
 		if policy == release.RollbackFailed && rr.Phase != PhaseFailed {
@@ -302,7 +302,16 @@ func (r *releaseImpl) rollbackOwned(ctx workflow.Context, policy release.Rollbac
 	done, finished := 0, 0
 	for _, rr := range todo {
 		workflow.Go(ctx, func(ctx workflow.Context) {
-			if r.rollbackRegion(ctx, rr, until) {
+			ok := true
+			if rr.Changed {
+				ok = r.rollbackRegion(ctx, rr, until)
+			}
+			if ok && rr.SideLeft {
+				// Traffic goes back to the stable release only once it
+				// runs the old version again.
+				r.cleanSide(ctx, rr)
+			}
+			if ok && rr.Changed {
 				done++
 			}
 			finished++

@@ -76,6 +76,12 @@ type UpgradeInput struct {
 	RegionValues map[string]any `json:"regionValues,omitempty"`
 	Outputs      map[string]any `json:"outputs,omitempty"`
 	OutputsValue string         `json:"outputsValue,omitempty"`
+	// SideValues are merged after RegionValues: the values of a canary or
+	// preview side (a second Helm release beside the stable one).
+	SideValues map[string]any `json:"sideValues,omitempty"`
+	// Rolling, when set, is the rolling update every Deployment the chart
+	// renders gets (a post-renderer sets it), whatever the chart says.
+	Rolling *RollingUpdate `json:"rolling,omitempty"`
 	// Owner is the run making this upgrade. Empty (histories of releases
 	// started before ownership existed): no ownership check, no labels,
 	// PreviousRevision computed from the history.
@@ -364,6 +370,9 @@ func (a *Activities) installOrUpgrade(ctx context.Context, cfg *action.Configura
 		inst.Timeout = upgradeTimeout
 		inst.Replace = last != nil // reuse the name of an uninstalled release kept in history
 		inst.Labels = labels
+		if in.Rolling != nil {
+			inst.PostRenderer = in.Rolling
+		}
 		return inst.RunWithContext(ctx, ch, vals)
 	}
 	if _, ok := labels[versionValueLabel]; !ok {
@@ -374,6 +383,9 @@ func (a *Activities) installOrUpgrade(ctx context.Context, cfg *action.Configura
 	up.Timeout = upgradeTimeout
 	up.ResetValues = true
 	up.Labels = labels
+	if in.Rolling != nil {
+		up.PostRenderer = in.Rolling
+	}
 	return up.RunWithContext(ctx, t.Release, ch, vals)
 }
 

@@ -22,7 +22,7 @@ const (
 	versionValueLabel = "keelson.dev/version-value"
 )
 
-// composeValues merges BaseValues, RegionValues (later wins, maps merged
+// composeValues merges BaseValues, RegionValues, SideValues (later wins, maps merged
 // key by key), then sets Version at VersionValue and the Terraform outputs
 // under OutputsValue. The result has gone through JSON, as the values of a
 // stored release have, so that it compares equal to what Helm reads back.
@@ -36,6 +36,13 @@ func composeValues(in UpgradeInput) (map[string]any, error) {
 		return nil, fmt.Errorf("region values: %w", err)
 	}
 	vals := deepMerge(base, region)
+	if len(in.SideValues) > 0 {
+		side, err := jsonCopy(in.SideValues)
+		if err != nil {
+			return nil, fmt.Errorf("side values: %w", err)
+		}
+		vals = deepMerge(vals, side)
+	}
 
 	if err := setPath(vals, orDefault(in.VersionValue, defaultVersionValue), in.Version); err != nil {
 		return nil, fmt.Errorf("version value: %w", err)
