@@ -15,14 +15,15 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v '/integration')
 
 .PHONY: build lab-build up down status clean-lab demo test test-unit test-integration lint bench bench-slack bench-helm-memory
 
-build: ## the CLI (bin/keelson) and the worker (bin/keelson-worker)
+build: ## the CLI (bin/keelson), the worker (bin/keelson-worker) and the lab's traffic generator (bin/keelson-traffic)
 	$(GO) build -o bin/keelson ./starter
 	$(GO) build -o bin/keelson-worker ./worker
+	$(GO) build -o bin/keelson-traffic ./infra/trafficgen
 
 lab-build: ## the local stack's binaries, once, into .cache/lab/bin
 	$(LAB)/build.sh $(LAB_BIN)
 
-up: build ## start Temporal, the three region clusters and the worker
+up: build ## start Temporal, the three region clusters, moto, Prometheus, the traffic generator and the worker
 	$(LAB)/up.sh
 
 down: ## stop the local stack; its state stays for the next `make up`

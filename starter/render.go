@@ -177,17 +177,43 @@ func renderStatus(w io.Writer, id string, st *workflows.Status, now time.Time, l
 
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "WAVE\tREGION\tPHASE\tSTEP\tREVISION\tHEALTH\tDURATION\tERROR")
+	// Traffic is a column only for releases with a progressive strategy.
+	progressive := false
+	for _, wave := range st.Waves {
+		for _, r := range wave.Regions {
+			progressive = progressive || r.Strategy != ""
+		}
+	}
+	traffic := func(r workflows.RegionStatus) string {
+		if !progressive {
+			return ""
+		}
+		return dash(workflows.Weights(r.Traffic)) + "\t"
+	}
+	head := "WAVE\tREGION\tPHASE\tSTEP\tREVISION\tHEALTH\tDURATION\tERROR"
+	if progressive {
+		head = "WAVE\tREGION\tPHASE\tSTEP\tREVISION\tHEALTH\tTRAFFIC\tDURATION\tERROR"
+	}
+	fmt.Fprintln(tw, head)
 	for _, wave := range st.Waves {
 		if len(wave.Regions) == 0 {
-			fmt.Fprintf(tw, "%s\t-\t%s\t-\t-\t-\t-\t-\n", wave.Name, paint(wave.Phase, color))
+			fmt.Fprintf(tw, "%s\t-\t%s\t-\t-\t-\t%s-\t-\n", wave.Name, paint(wave.Phase, color), traffic(workflows.RegionStatus{}))
 		}
 		for _, r := range wave.Regions {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", wave.Name, r.Region, paint(r.Phase, color),
-				dash(r.Step), revisions(r.PreviousRevision, r.Revision), dash(r.Health), dur(r.Duration), cell(r.Error))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s%s\t%s\n", wave.Name, r.Region, paint(r.Phase, color),
+				dash(r.Step), revisions(r.PreviousRevision, r.Revision), dash(r.Health), traffic(r), dur(r.Duration), cell(r.Error))
 		}
 	}
 	tw.Flush()
+	// The latest analysis of each region, on its own lines: a reason is
+	// longer than a table cell.
+	for _, wave := range st.Waves {
+		for _, r := range wave.Regions {
+			if r.Analysis != "" {
+				fmt.Fprintf(w, "analysis %s: %s\n", r.Region, r.Analysis)
+			}
+		}
+	}
 }
 
 // renderResult prints a finished release: outcome, every region, answers.
@@ -217,6 +243,31 @@ func renderResult(w io.Writer, res *workflows.ReleaseResult, loc *time.Location,
 			dash(r.Terraform), dur(r.Duration), cell(r.Error))
 	}
 	tw.Flush()
+	for _, r := range res.Regions {
+		for _, a := range r.Analysis {
+			line := fmt.Sprintf("analysis %s %s: %s, %d samples", r.Region, a.Step, a.Verdict, a.Samples)
+			if a.Reason != "" {
+				line += " (" + a.Reason + ")"
+			}
+			if a.Accepted {
+				line += ", accepted by a person"
+			}
+			fmt.Fprintln(w, line)
+		}
+		if ar := r.AutoRollback; ar != nil {
+			line := fmt.Sprintf("automatic rollback %s: %s", r.Region, ar.Reason)
+			if !ar.DecidedAt.IsZero() && !ar.TrafficAt.IsZero() {
+				line += fmt.Sprintf("; traffic on stable %s after the deciding sample", ar.TrafficAt.Sub(ar.DecidedAt).Round(10*time.Millisecond))
+			}
+			if !ar.DecidedAt.IsZero() && !ar.HelmAt.IsZero() {
+				line += fmt.Sprintf(", side removed after %s", ar.HelmAt.Sub(ar.DecidedAt).Round(10*time.Millisecond))
+			}
+			if ar.Error != "" {
+				line += "; " + ar.Error
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
 	if len(res.Approvals) > 0 {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "answers")
@@ -338,6 +389,12 @@ func regionLine(wave string, r workflows.RegionStatus, color bool) string {
 	}
 	if r.Health != "" {
 		b.WriteString(" health=" + r.Health)
+	}
+	if wt := workflows.Weights(r.Traffic); wt != "" {
+		b.WriteString(" traffic " + wt)
+	}
+	if r.Analysis != "" {
+		b.WriteString(" analysis=" + r.Analysis)
 	}
 	if r.Error != "" {
 		b.WriteString(" error: " + r.Error)

@@ -45,10 +45,24 @@ func releaseDetails(s *Status) string {
 			b.WriteString("\n")
 		}
 	}
-	b.WriteString("| wave | region | phase | step | revision | health |\n|---|---|---|---|---|---|\n")
+	progressive := false
 	for _, w := range s.Waves {
 		for _, r := range w.Regions {
-			b.WriteString(fmt.Sprintf("| %s | %s | %s | %s | %s | %s |\n", w.Name, r.Region, r.Phase, cell(r.Step, r.Error), revisions(r.PreviousRevision, r.Revision), cell(r.Health, "")))
+			progressive = progressive || r.Strategy != ""
+		}
+	}
+	if !progressive {
+		b.WriteString("| wave | region | phase | step | revision | health |\n|---|---|---|---|---|---|\n")
+	} else {
+		b.WriteString("| wave | region | phase | step | revision | health | traffic | analysis |\n|---|---|---|---|---|---|---|---|\n")
+	}
+	for _, w := range s.Waves {
+		for _, r := range w.Regions {
+			b.WriteString(fmt.Sprintf("| %s | %s | %s | %s | %s | %s |", w.Name, r.Region, r.Phase, cell(r.Step, r.Error), revisions(r.PreviousRevision, r.Revision), cell(r.Health, "")))
+			if progressive {
+				b.WriteString(fmt.Sprintf(" %s | %s |", cell(Weights(r.Traffic), ""), cell(r.Analysis, "")))
+			}
+			b.WriteString("\n")
 		}
 	}
 	for _, a := range s.Approvals {
@@ -75,6 +89,11 @@ func releaseDetails(s *Status) string {
 }
 
 func regionDetails(in *RegionInput, s RegionStatus) string {
+	if s.Strategy != "" {
+		return fmt.Sprintf("**%s %s in %s** (wave %s, %s): %s\n\n| step | revision | health | traffic | analysis |\n|---|---|---|---|---|\n| %s | %s | %s | %s | %s |\n",
+			in.Application, in.Version, in.Region.Name, in.Wave, s.Strategy, s.Phase, cell(s.Step, s.Error), revisions(s.PreviousRevision, s.Revision),
+			cell(s.Health, ""), cell(Weights(s.Traffic), ""), cell(s.Analysis, ""))
+	}
 	return fmt.Sprintf("**%s %s in %s** (wave %s): %s\n\n| step | revision | health |\n|---|---|---|\n| %s | %s | %s |\n",
 		in.Application, in.Version, in.Region.Name, in.Wave, s.Phase, cell(s.Step, s.Error), revisions(s.PreviousRevision, s.Revision), cell(s.Health, ""))
 }
@@ -102,4 +121,12 @@ func cell(s, errText string) string {
 		s = s[:117] + "..."
 	}
 	return s
+}
+
+// Weights renders a region's traffic weights: "stable 90 / canary 10".
+func Weights(w map[string]int) string {
+	if len(w) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("stable %d / canary %d", w[SideStable], w[SideCanary])
 }

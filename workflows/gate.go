@@ -336,7 +336,18 @@ func (r *releaseImpl) setHandlers(ctx workflow.Context) error {
 			// after the region's result was recorded.
 			return
 		}
+		prev := *rs
 		*rs = s
+		if s.Strategy != "" {
+			// Progressive regions tell the thread when users move and
+			// what each analysis concluded.
+			if w := Weights(s.Traffic); w != "" && w != Weights(prev.Traffic) {
+				r.notify(ctx, notifyProgress, fmt.Sprintf("%s: traffic %s", s.Region, w))
+			}
+			if s.Analysis != "" && s.Analysis != prev.Analysis {
+				r.notify(ctx, notifyProgress, fmt.Sprintf("%s: analysis %s", s.Region, s.Analysis))
+			}
+		}
 		if s.Revision != 0 || s.Changed {
 			rr := r.results[s.Region]
 			if rr == nil {

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -19,6 +20,7 @@ const (
 	notifyWave
 	notifyRegionDone
 	notifyRegionFailed
+	notifyProgress
 	notifyRollback
 	notifyFinished
 )
@@ -104,6 +106,9 @@ func (r *releaseImpl) notify(ctx workflow.Context, kind noteKind, detail string)
 		text = fmt.Sprintf("Region %s done", detail)
 	case notifyRegionFailed:
 		text, broadcast = fmt.Sprintf(":x: %s", detail), true
+	case notifyProgress:
+		text = detail
+		broadcast = strings.Contains(detail, "inconclusive") || strings.Contains(detail, "failed")
 	case notifyRollback:
 		text, broadcast = fmt.Sprintf(":rewind: rolling back: %s", detail), true
 	case notifyFinished:

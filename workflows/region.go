@@ -195,8 +195,14 @@ func (r *regionImpl) run(ctx workflow.Context) (*RegionResult, error) {
 	if r.in.Strategy.Kind() != release.StrategyAllAtOnce {
 		workflow.GetVersion(ctx, changeStrategies, workflow.DefaultVersion, 1)
 		r.result.Strategy = string(r.in.Strategy.Kind())
+		if r.owned && r.in.RollbackTo == 0 && r.in.Strategy.Kind() != release.StrategyRolling {
+			// Nothing runs yet: there is no stable side to compare with or
+			// to send users back to, so a first install goes all at once.
+			r.result.Strategy += " (first install: all at once)"
+		} else {
+			steps = r.strategySteps()
+		}
 		r.status.Strategy = r.result.Strategy
-		steps = r.strategySteps()
 	}
 	for _, s := range steps {
 		if err := r.checkpoint(ctx, s.name); err != nil {

@@ -291,3 +291,13 @@ func (s *releaseSuite) TestRollingAnalysisFailureRollsBack() {
 	s.Equal(PhaseRolledBack, res.Phase)
 	s.Equal([]string{"upgrade stable 1.4.2", "analysis failed", "rollback demo to 3"}, s.ops)
 }
+
+func (s *releaseSuite) TestCanaryFirstInstallGoesAllAtOnce() {
+	in := s.progressive(canary())
+	s.revisions["us-east-1"] = 0
+	s.env.ExecuteWorkflow(Release, in)
+	res := s.result()
+	s.Equal(PhaseSucceeded, res.Phase, res.Reason)
+	s.Equal([]string{"upgrade stable 1.4.2"}, s.ops, "no stable side to compare with: no canary")
+	s.Equal("canary (first install: all at once)", res.Regions[0].Strategy)
+}

@@ -48,4 +48,38 @@ else
 	build terraform env GOBIN="$bin" go install "github.com/hashicorp/terraform@$TERRAFORM_VERSION"
 fi
 
+# Prometheus, for canary analysis, is Debian's package: /usr/bin/prometheus,
+# run by prometheus.sh with the lab's configuration and port. The package's
+# own service is not used, and is kept from starting at the install (see
+# install_prometheus).
+install_prometheus() {
+	local sudo=() policy=/usr/sbin/policy-rc.d made_policy=
+	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+	# Debian starts a package's service at its install unless policy-rc.d
+	# says no (exit 101), as container images often do already; where none
+	# exists, one stands for the install's length. Where systemd runs, the
+	# service stays enabled (on 9090, apart from the lab's 9390).
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\n# Written by keelson infra/lab/build.sh for one install.\nexit 101\n' |
+			"${sudo[@]}" tee "$policy" >/dev/null
+		"${sudo[@]}" chmod 755 "$policy"
+		made_policy=1
+	fi
+	local rc=0
+	# No apt-get update unless the install needs it: the package lists of a
+	# fresh machine may be enough, and an update is slow.
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus || {
+		"${sudo[@]}" apt-get update &&
+			"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
+	} || rc=$?
+	[ -z "$made_policy" ] || "${sudo[@]}" rm -f "$policy"
+	return $rc
+}
+if [ -x /usr/bin/prometheus ]; then
+	echo "lab: prometheus found at /usr/bin/prometheus"
+else
+	echo "lab: installing Debian's prometheus package ..."
+	install_prometheus
+fi
+
 echo "lab: all binaries in $bin ($(( $(date +%s) - total_start ))s)"

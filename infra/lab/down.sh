@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stops the local stack: the worker, the clusters and the Temporal server, and
+# Stops the local stack: the worker, the traffic generator, Prometheus,
+# moto, the clusters and the Temporal server, and
 # checks that none of their processes is left. State stays in .cache/lab, so
 # the next `make up` resumes (`make clean-lab` deletes it).
 set -euo pipefail
@@ -8,6 +9,9 @@ source "$here/lib.sh"
 
 rc=0
 lab_timed "worker" "$here/worker.sh" stop || rc=1
+lab_timed "traffic" "$here/trafficgen.sh" stop || rc=1
+lab_timed "prometheus" "$here/prometheus.sh" stop || rc=1
+lab_timed "moto" "$here/moto.sh" stop || rc=1
 if [ -x "$LAB_BIN/kwokctl" ]; then
 	lab_timed "clusters" "$here/clusters.sh" stop || rc=1
 fi

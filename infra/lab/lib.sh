@@ -29,6 +29,46 @@ WORKER_ARTIFACTS=$LAB_DIR/artifacts
 WORKER_WORKDIR=$LAB_DIR/work
 TF_CLI_CONFIG=$LAB_DIR/terraformrc
 
+# The signals of progressive delivery: AWS APIs (moto_server: Route 53's
+# weighted records, CloudWatch), Prometheus, and the traffic generator
+# (infra/trafficgen) that plays the applications' users and feeds both.
+MOTO_SERVER=${KEELSON_MOTO_SERVER:-moto_server}
+MOTO_PORT=${KEELSON_MOTO_PORT:-5055}
+MOTO_URL=http://127.0.0.1:$MOTO_PORT
+MOTO_PID=$LAB_DIR/moto.pid
+MOTO_LOG=$LAB_DIR/moto.log
+# moto runs in Python, whose command line names no file of the lab: its
+# environment carries this marker instead (see lab_pids).
+MOTO_OWNER_ENV=KEELSON_LAB_OWNER=$LAB_DIR
+# What the lab's AWS clients (the worker, the traffic generator) are given:
+# the SDKs honour AWS_ENDPOINT_URL, and moto takes any credentials.
+LAB_AWS_ENV=(
+	AWS_ENDPOINT_URL=$MOTO_URL
+	AWS_ACCESS_KEY_ID=testing
+	AWS_SECRET_ACCESS_KEY=testing
+	AWS_REGION=us-east-1
+)
+
+PROMETHEUS_BIN=${KEELSON_PROMETHEUS_BIN:-/usr/bin/prometheus}
+PROMETHEUS_PORT=${KEELSON_PROMETHEUS_PORT:-9390}
+PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT
+PROMETHEUS_CONFIG=$LAB_DIR/prometheus.yml
+PROMETHEUS_DATA=$LAB_DIR/prometheus
+PROMETHEUS_PID=$LAB_DIR/prometheus.pid
+PROMETHEUS_LOG=$LAB_DIR/prometheus.log
+
+TRAFFIC_BIN=$LAB_ROOT/bin/keelson-traffic
+TRAFFIC_PORT=${KEELSON_TRAFFIC_PORT:-9391}
+TRAFFIC_URL=http://127.0.0.1:$TRAFFIC_PORT
+TRAFFIC_PID=$LAB_DIR/traffic.pid
+TRAFFIC_LOG=$LAB_DIR/traffic.log
+TRAFFIC_RPS=${KEELSON_TRAFFIC_RPS:-20}
+# The Route 53 zone of the applications' records, and the applications
+# whose records and alarms the lab's setup creates.
+LAB_ZONE=lab.keelson.test
+LAB_APPS=demo
+LAB_APP_NAMESPACE=demo
+
 # Regions, and the block of ports each one's components are pinned to
 # (API server BASE+43, etcd +79 and peer +80, kwok controller +47,
 # controller manager +57, scheduler +59). kwokctl would pick free ports at
@@ -98,6 +138,39 @@ port_open() {
 	(exec 2>/dev/null 3<>"/dev/tcp/127.0.0.1/$1")
 }
 
+# http_ok PORT PATH: GET http://127.0.0.1:PORT/PATH answers 200 (bash's
+# /dev/tcp: no curl needed).
+http_ok() {
+	local status
+	status=$(
+		exec 2>/dev/null
+		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+		printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
+		head -1 <&3
+	) || return 1
+	[[ $status == "HTTP/1."?" 200"* ]]
+}
+
+# wait_ready NAME PIDFILE LOG SECONDS CHECK...: waits until CHECK succeeds
+# while the process in PIDFILE lives; when it exits or the time is up, says
+# so with the end of LOG, removes PIDFILE if it died, and fails.
+wait_ready() {
+	local name=$1 file=$2 log=$3 secs=$4 i
+	shift 4
+	for ((i = 0; i < secs * 10; i++)); do
+		"$@" && return 0
+		if ! pid_alive "$file"; then
+			echo "lab: $name exited while starting; last lines of $log:" >&2
+			tail -20 "$log" >&2
+			rm -f "$file"
+			return 1
+		fi
+		sleep 0.1
+	done
+	echo "lab: $name (pid $(cat "$file")) not ready within ${secs}s; see $log" >&2
+	return 1
+}
+
 # need_bin NAME...: fails with a clear message when a lab binary is missing.
 need_bin() {
 	local n
@@ -110,11 +183,13 @@ need_bin() {
 }
 
 # lab_pids: the lab's long-running processes: a server binary of the lab
-# (or the Keelson worker) with an argument naming a file in this lab's state
-# folder, outside its bin folder. Other people's tests run the same binaries
-# with their own temporary folders (a kwok cluster per test, a dev server on
-# another port), and pass our bin folder's paths to kwokctl: none of those
-# is ours, and none must be stopped by `down`.
+# (or the Keelson worker, the traffic generator, Prometheus) with an
+# argument naming a file in this lab's state folder, outside its bin folder,
+# and a moto_server whose environment names this lab (MOTO_OWNER_ENV).
+# Other people's tests run the same binaries with their own temporary
+# folders (a kwok cluster per test, a dev server on another port), and pass
+# our bin folder's paths to kwokctl: none of those is ours, and none must be
+# stopped by `down`.
 lab_pids() {
 	local p exe args
 	for p in /proc/[0-9]*; do
@@ -122,7 +197,14 @@ lab_pids() {
 		exe=${exe% (deleted)}
 		case $exe in
 		"$LAB_BIN"/temporal | "$LAB_BIN"/etcd | "$LAB_BIN"/kube-apiserver | "$LAB_BIN"/kube-controller-manager | \
-			"$LAB_BIN"/kube-scheduler | "$LAB_BIN"/kwok | "$LAB_ROOT/bin/keelson-worker") ;;
+			"$LAB_BIN"/kube-scheduler | "$LAB_BIN"/kwok | "$LAB_ROOT/bin/keelson-worker" | \
+			"$TRAFFIC_BIN" | "$PROMETHEUS_BIN") ;;
+		*/python*)
+			# moto_server: ours when its environment carries the marker.
+			args=$(tr '\0' '\n' <"$p/environ" 2>/dev/null) || continue
+			grep -qxF -- "$MOTO_OWNER_ENV" <<<"$args" && echo "${p#/proc/}"
+			continue
+			;;
 		*) continue ;;
 		esac
 		# Arguments only (the program's own path may lie in the folder), read

@@ -7,6 +7,9 @@ source "$here/lib.sh"
 rc=0
 "$here/temporal.sh" status || rc=1
 "$here/clusters.sh" status || rc=1
+"$here/moto.sh" status || rc=1
+"$here/prometheus.sh" status || rc=1
+"$here/trafficgen.sh" status || rc=1
 "$here/worker.sh" status || rc=1
 
 # Resident memory of every lab process (RSS, from /proc), by binary.

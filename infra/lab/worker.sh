@@ -42,14 +42,17 @@ start() {
 	# and from using whatever a person has configured there.
 	[ -f "$TF_CLI_CONFIG" ] || : >"$TF_CLI_CONFIG"
 	# Flags and environment both, so the worker finds its settings whichever
-	# it reads; setsid keeps it out of the caller's process group.
+	# it reads; setsid keeps it out of the caller's process group. The AWS
+	# APIs (Route 53, CloudWatch, ELBv2) are moto's, and the Prometheus of
+	# analysis checks is the lab's (see lib.sh).
+	KEELSON_PROMETHEUS_URL=$PROMETHEUS_URL \
 	TEMPORAL_ADDRESS=$TEMPORAL_ADDRESS \
 	KUBECONFIG=$LAB_KUBECONFIG \
 	KEELSON_ARTIFACTS=$WORKER_ARTIFACTS \
 	KEELSON_WORK_DIR=$WORKER_WORKDIR \
 	KEELSON_HTTP_ADDR=127.0.0.1:$HTTP_PORT \
 	TF_CLI_CONFIG_FILE=$TF_CLI_CONFIG \
-	setsid "$WORKER_BIN" \
+	env "${LAB_AWS_ENV[@]}" setsid "$WORKER_BIN" \
 		--temporal-address "$TEMPORAL_ADDRESS" \
 		--namespace default \
 		--task-queue "$TASK_QUEUE" \
