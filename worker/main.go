@@ -22,12 +22,14 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/keelson-dev/keelson/activities/analysis"
 	"github.com/keelson-dev/keelson/activities/artifacts"
 	"github.com/keelson-dev/keelson/activities/coord"
 	"github.com/keelson-dev/keelson/activities/health"
 	"github.com/keelson-dev/keelson/activities/helm"
 	"github.com/keelson-dev/keelson/activities/slack"
 	"github.com/keelson-dev/keelson/activities/terraform"
+	"github.com/keelson-dev/keelson/activities/traffic"
 	"github.com/keelson-dev/keelson/control"
 	"github.com/keelson-dev/keelson/worker/slackhook"
 	"github.com/keelson-dev/keelson/workflows"
@@ -132,6 +134,18 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 	})
 	w.RegisterActivity(&helm.Activities{Kubeconfig: cfg.Kubeconfig, Logger: log.With("activities", "helm")})
 	w.RegisterActivity(&health.Activities{})
+	// AWS settings come from the SDK's default chain: credentials, region,
+	// and AWS_ENDPOINT_URL (moto in the lab).
+	tr, err := traffic.New(ctx, traffic.Config{})
+	if err != nil {
+		return fmt.Errorf("traffic activities: %w", err)
+	}
+	w.RegisterActivity(tr)
+	an, err := analysis.New(ctx, analysis.Config{Store: store})
+	if err != nil {
+		return fmt.Errorf("analysis activities: %w", err)
+	}
+	w.RegisterActivity(an)
 
 	var hook *slackhook.Handler
 	if slackCfg.Enabled() {
