@@ -507,6 +507,11 @@ func (r *releaseImpl) finish(ctx workflow.Context, failed string) (*ReleaseResul
 		if n := rollback(ctx, policy, phase == PhaseRolledBack); n > 0 && phase == PhaseFailed {
 			phase = PhaseRolledBack
 		}
+		if phase == PhaseFailed && r.reverted() {
+			// A canary or preview that reverted by itself (traffic on
+			// stable, side removed) is rolled back too.
+			phase = PhaseRolledBack
+		}
 	}
 	if r.owned {
 		r.releaseLane(ctx)

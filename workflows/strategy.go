@@ -452,6 +452,7 @@ func (r *regionImpl) revertSide(ctx workflow.Context, why string) {
 	}
 	ar.HelmAt = workflow.Now(ctx)
 	ar.StableRevision = r.in.ExpectRevision
+	r.status.Step = "reverted: traffic on stable, side removed"
 }
 
 func joinErr(a, b string) string {
@@ -540,4 +541,14 @@ func (r *releaseImpl) cleanSide(ctx workflow.Context, rr *RegionResult) {
 		return
 	}
 	rr.SideLeft = false
+}
+
+// reverted reports whether a region reverted its canary or preview fully.
+func (r *releaseImpl) reverted() bool {
+	for _, name := range r.regionNames() {
+		if rr := r.results[name]; rr != nil && rr.AutoRollback != nil && !rr.AutoRollback.HelmAt.IsZero() {
+			return true
+		}
+	}
+	return false
 }

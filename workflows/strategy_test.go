@@ -164,7 +164,7 @@ func (s *releaseSuite) TestCanaryStepsThenPromotion() {
 func (s *releaseSuite) TestCanaryAnalysisFailureSendsTrafficBackFirst() {
 	s.env.ExecuteWorkflow(Release, s.progressive(canary(), analysis.Failed))
 	res := s.result()
-	s.Equal(PhaseFailed, res.Phase)
+	s.Equal(PhaseRolledBack, res.Phase)
 	s.Contains(res.Reason, "analysis failed: errors: 4.5 > max 2")
 	s.Equal([]string{"install side 1.4.2", "traffic 90/10", "analysis failed", "traffic 100/0", "uninstall demo-canary"}, s.ops,
 		"traffic goes back to stable before the side is removed, and the stable release is never touched")
@@ -253,7 +253,7 @@ func (s *releaseSuite) TestBlueGreenRollbackIsASwitchBack() {
 	}}
 	s.env.ExecuteWorkflow(Release, s.progressive(st, analysis.Failed))
 	res := s.result()
-	s.Equal(PhaseFailed, res.Phase)
+	s.Equal(PhaseRolledBack, res.Phase)
 	s.Equal([]string{"install side 1.4.2", "traffic 0/100", "analysis failed", "traffic 100/0", "uninstall demo-canary"}, s.ops)
 }
 
