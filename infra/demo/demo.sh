@@ -20,28 +20,6 @@ say "Building Keelson and starting the local stack"
 make --no-print-directory build
 make --no-print-directory up
 
-say "Starting the release of demo $version (what CI runs after building an image)"
-echo "\$ bin/keelson release start -f infra/demo/release.yaml --version $version"
-if ! out=$("$keelson" release start -f infra/demo/release.yaml --version "$version" 2>&1); then
-	echo "$out"
-	case $out in
-	*"already succeeded"*)
-		# Keelson refuses to release a version again by accident; the demo
-		# asks for it explicitly (a re-run changes nothing already deployed).
-		echo "\$ bin/keelson release start -f infra/demo/release.yaml --version $version --rerun"
-		out=$("$keelson" release start -f infra/demo/release.yaml --version "$version" --rerun)
-		;;
-	*) exit 1 ;;
-	esac
-fi
-echo "$out"
-id=$(echo "$out" | sed -n '1s/^release: *//p')
-if [ -z "$id" ]; then
-	echo "demo: could not read the release id from the first line of the output above" >&2
-	exit 1
-fi
-
-# phase ID: the release's phase from `keelson release status -o json`.
 phase() {
 	# The release's own phase is the first "phase" key; waves and regions follow.
 	"$keelson" release status "$id" -o json | grep -o '"phase": *"[^"]*"' | head -1 | sed 's/.*"\([^"]*\)"$/\1/'
@@ -61,39 +39,79 @@ where_to_look() {
 	echo
 }
 
-say "Waiting for the canary wave to finish and the gate $gate to open"
-last=
-while :; do
-	p=$(phase || true)
-	if [ -n "$p" ] && [ "$p" != "$last" ]; then
-		echo "  phase: $p"
-		last=$p
+# demo_release VERSION: start it, follow the canary region, approve the gate,
+# watch it to the end.
+demo_release() {
+	local version=$1
+	say "Starting the release of demo $version (what CI runs after building an image)"
+	echo "\$ bin/keelson release start -f infra/demo/release.yaml --version $version"
+	if ! out=$("$keelson" release start -f infra/demo/release.yaml --version "$version" 2>&1); then
+		echo "$out"
+		case $out in
+		*"already succeeded"*)
+			# Keelson refuses to release a version again by accident; the demo
+			# asks for it explicitly (a re-run changes nothing already deployed).
+			echo "\$ bin/keelson release start -f infra/demo/release.yaml --version $version --rerun"
+			out=$("$keelson" release start -f infra/demo/release.yaml --version "$version" --rerun)
+			;;
+		*) exit 1 ;;
+		esac
 	fi
-	case $p in
-	awaiting-approval) break ;;
-	succeeded | failed | rolled-back | rejected | aborted)
-		echo "The release ended as $p before reaching the gate."
-		"$keelson" release status "$id" || true
-		where_to_look
-		exit 1 ;;
-	esac
-	sleep 2
-done
+	echo "$out"
+	id=$(echo "$out" | sed -n '1s/^release: *//p')
+	if [ -z "$id" ]; then
+		echo "demo: could not read the release id from the first line of the output above" >&2
+		exit 1
+	fi
 
-say "The release waits at the gate $gate for one of its approvers"
-cat <<EOT
-A person approves from Slack (the Approve button on the release message),
-from the Temporal Web UI or CLI (the "approve" update), or with Keelson's CLI:
-    keelson approve $id --gate $gate --user <you>
-The demo approves it now as "$approver":
-\$ bin/keelson approve $id --gate $gate --user $approver --reason "demo: canary looks good"
-EOT
-"$keelson" approve "$id" --gate "$gate" --user "$approver" --reason "demo: canary looks good"
+	say "Waiting for the canary wave to finish and the gate $gate to open"
+	last=
+	lastline=
+	while :; do
+		p=$(phase || true)
+		if [ -n "$p" ] && [ "$p" != "$last" ]; then
+			echo "  phase: $p"
+			last=$p
+		fi
+		# The canary region's step and traffic weights, as they move.
+		line=$("$keelson" release status "$id" 2>/dev/null | awk '$2 == "us-east-1" {$1=""; print}' | sed 's/  */ /g' || true)
+		if [ -n "$line" ] && [ "$line" != "$lastline" ]; then
+			echo "  $line"
+			lastline=$line
+		fi
+		case $p in
+		awaiting-approval) break ;;
+		succeeded | failed | rolled-back | rejected | aborted)
+			echo "The release ended as $p before reaching the gate."
+			"$keelson" release status "$id" || true
+			return 1 ;;
+		esac
+		sleep 2
+	done
 
-say "Watching the release to the end"
+	say "The release waits at the gate $gate for one of its approvers"
+	cat <<-EOT
+	A person approves from Slack (the Approve button on the release message),
+	from the Temporal Web UI or CLI (the "approve" update), or with Keelson's CLI:
+	    keelson approve $id --gate $gate --user <you>
+	The demo approves it now as "$approver":
+	\$ bin/keelson approve $id --gate $gate --user $approver --reason "demo: canary looks good"
+	EOT
+	"$keelson" approve "$id" --gate "$gate" --user "$approver" --reason "demo: canary looks good"
+
+	say "Watching the release to the end"
+	"$keelson" release watch "$id"
+}
+
+# A canary needs a stable version to compare with and to send users back to;
+# a first install goes all at once. On a fresh lab the demo installs 0.9.0
+# first, so that the release asked for shows its canary.
+if ! helm --kubeconfig "$LAB_KUBECONFIG" --kube-context us-east-1 -n demo status demo >/dev/null 2>&1; then
+	say "demo is not installed yet: installing 0.9.0 first (a first install goes all at once)"
+	demo_release 0.9.0 || { where_to_look; exit 1; }
+fi
 rc=0
-"$keelson" release watch "$id" || rc=$?
-
+demo_release "$version" || rc=$?
 where_to_look
 echo "The lab keeps running; stop it with: make down"
 exit $rc

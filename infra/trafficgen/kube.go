@@ -63,6 +63,9 @@ func (c *clusters) client(region string) (kubernetes.Interface, error) {
 		return nil, fmt.Errorf("kubeconfig context %s: %w", region, err)
 	}
 	cfg.Timeout = kubeRequestTimeout
+	// Every target is looked at every cycle: client-go's default limit
+	// (5 a second) made sides of busy labs pass for gone, answering 503.
+	cfg.QPS, cfg.Burst = 200, 400
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("client for context %s: %w", region, err)
