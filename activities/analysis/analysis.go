@@ -29,6 +29,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/keelson-dev/keelson/activities/artifacts"
+	"github.com/keelson-dev/keelson/internal/heartbeat"
 	"github.com/keelson-dev/keelson/release"
 )
 
@@ -235,8 +236,8 @@ func (a *Activities) Run(ctx context.Context, in RunInput) (RunResult, error) {
 	if every <= 0 {
 		every = heartbeatEvery
 	}
-	hb := startHeartbeat(ctx, every, Progress{})
-	defer hb.stop()
+	hb := heartbeat.Start(ctx, every, Progress{})
+	defer hb.Stop()
 
 	states := make([]*checkState, len(checks))
 	for i, p := range checks {
@@ -294,7 +295,7 @@ func (a *Activities) Run(ctx context.Context, in RunInput) (RunResult, error) {
 			}
 			progress.Last = s.Check + ": " + describe(s.Sample)
 			progress.Elapsed = time.Since(res.Started)
-			hb.record(progress)
+			hb.Record(progress)
 			if log.unflushed >= flushEvery {
 				if err := log.flush(ctx); err != nil {
 					return res, err

@@ -11,12 +11,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/keelson-dev/keelson/internal/heartbeat"
 	"github.com/keelson-dev/keelson/release"
 )
 
@@ -106,8 +106,8 @@ func (a *Activities) Check(ctx context.Context, in CheckInput) (*CheckResult, er
 	if every <= 0 {
 		every = heartbeatEvery
 	}
-	hb := startHeartbeat(ctx, every, Progress{Probes: res.Probes, Failures: res.Failures, Last: res.Last, Baked: baked})
-	defer hb.stop()
+	hb := heartbeat.Start(ctx, every, Progress{Probes: res.Probes, Failures: res.Failures, Last: res.Last, Baked: baked})
+	defer hb.Stop()
 
 	states := make([]*probeState, len(in.Checks))
 	for i, c := range in.Checks {
@@ -176,7 +176,7 @@ func (a *Activities) Check(ctx context.Context, in CheckInput) (*CheckResult, er
 		// Baked counts only up to the end of a round: time spent in a
 		// probe that has not answered yet is not time known healthy.
 		elapsed := time.Since(start)
-		hb.record(Progress{Probes: res.Probes, Failures: res.Failures, Last: res.Last, Baked: min(elapsed, in.For)})
+		hb.Record(Progress{Probes: res.Probes, Failures: res.Failures, Last: res.Last, Baked: min(elapsed, in.For)})
 
 		if in.For == 0 {
 			if allPassed(states) {
@@ -202,62 +202,6 @@ func (a *Activities) Check(ctx context.Context, in CheckInput) (*CheckResult, er
 		case <-timer.C:
 		}
 	}
-}
-
-// heartbeat records the latest progress as heartbeat details at once, then
-// every interval from its own goroutine, until stopped: probes block, and
-// heartbeats only between rounds would let a slow round outlast the
-// heartbeat timeout, so that Temporal retried the activity while this
-// attempt still ran. Temporal also delivers cancellation through
-// heartbeats. The SDK throttles what it sends to the server; recording
-// often costs nothing.
-type heartbeat struct {
-	ctx  context.Context
-	mu   sync.Mutex
-	last Progress
-	done chan struct{}
-	wg   sync.WaitGroup
-}
-
-func startHeartbeat(ctx context.Context, every time.Duration, first Progress) *heartbeat {
-	h := &heartbeat{ctx: ctx, last: first, done: make(chan struct{})}
-	h.record(first)
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-h.done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			h.mu.Lock()
-			activity.RecordHeartbeat(ctx, h.last)
-			h.mu.Unlock()
-		}
-	}()
-	return h
-}
-
-// record makes p the latest progress and records it at once. Both record
-// and the ticker record under the lock, so that an older progress is never
-// recorded after a newer one.
-func (h *heartbeat) record(p Progress) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.last = p
-	activity.RecordHeartbeat(h.ctx, p)
-}
-
-// stop ends the heartbeats. It waits for the goroutine, so that none is
-// recorded after it returns, and so after Check returned.
-func (h *heartbeat) stop() {
-	close(h.done)
-	h.wg.Wait()
 }
 
 func allPassed(states []*probeState) bool {
