@@ -13,7 +13,7 @@ VERSION   ?= 1.0.0
 # Every package but the end-to-end tests, which need the running lab.
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/integration')
 
-.PHONY: build lab-build up down status clean-lab demo test test-unit test-integration lint bench bench-slack bench-helm-memory
+.PHONY: build lab-build up down status clean-lab demo test test-unit test-integration lint bench bench-slack bench-helm-memory figures-progressive
 
 build: ## the CLI (bin/keelson), the worker (bin/keelson-worker) and the lab's traffic generator (bin/keelson-traffic)
 	$(GO) build -o bin/keelson ./starter
@@ -87,3 +87,21 @@ bench:
 # namespaces of one kwok cluster it starts itself (needs `make lab-build`).
 bench-helm-memory:
 	$(GO) test -count=1 -tags bench -run TestHelmMemoryPerNamespace -v ./activities/helm/
+
+# Figures of progressive delivery, printed and never asserted: how long
+# after a bad canary's deciding sample traffic is back on stable and its
+# side Helm release is gone, and the wall time of a canary's steps against
+# its pauses (KEELSON_FIGURES_RUNS runs each, 5; KEELSON_FIGURES_PAUSE, 20s).
+# It runs against the running lab: it needs `make up`.
+figures-progressive: ## progressive delivery's figures (auto-rollback delays, canary wall time) on the running lab
+	KEELSON_LAB=1 \
+	KEELSON_LAB_DIR=$(LAB_DIR) \
+	KEELSON_LAB_BIN=$(LAB_BIN) \
+	KEELSON_LAB_SCRIPTS=$(LAB) \
+	KEELSON_BIN=$(CURDIR)/bin \
+	KEELSON_KUBECONFIG=$(LAB_DIR)/kubeconfig \
+	KUBECONFIG=$(LAB_DIR)/kubeconfig \
+	TEMPORAL_ADDRESS=127.0.0.1:7233 \
+	TF_CLI_CONFIG_FILE=$(LAB_DIR)/terraformrc \
+	PATH=$(LAB_BIN):$(CURDIR)/bin:$$PATH \
+	$(GO) test -count=1 -tags figures -run 'TestFigures' -v -timeout 60m ./integration/

@@ -10,6 +10,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/keelson-dev/keelson/release"
 	"github.com/keelson-dev/keelson/workflows"
 )
 
@@ -19,6 +20,8 @@ type UndoOptions struct {
 	Reason    string
 	// Regions limits the undo; all the regions the release changed when empty.
 	Regions []string
+	// Waves limits the undo to these waves' regions (added to Regions).
+	Waves []string
 	// ToVersion, when set, is the version every region must return to.
 	ToVersion string
 }
@@ -35,7 +38,7 @@ func (c *Client) Rollback(ctx context.Context, releaseID string, ctl workflows.C
 	if d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		return nil, c.Control(ctx, releaseID, workflows.UpdateRollback, ctl, opts...)
 	}
-	res, err := c.Undo(ctx, releaseID, UndoOptions{StartedBy: ctl.User, Reason: ctl.Reason, Regions: ctl.Regions})
+	res, err := c.Undo(ctx, releaseID, UndoOptions{StartedBy: ctl.User, Reason: ctl.Reason, Regions: ctl.Regions, Waves: ctl.Waves})
 	if err != nil {
 		return nil, err
 	}
@@ -103,6 +106,17 @@ func (c *Client) Undo(ctx context.Context, releaseID string, o UndoOptions) (Sta
 	}
 	if in.Undo != nil {
 		return StartResult{}, &Error{Kind: ErrRefused, Message: fmt.Sprintf("rollback %s: it is itself an undo; release the version you want instead", releaseID)}
+	}
+	for _, name := range o.Waves {
+		i := slices.IndexFunc(in.Spec.Waves, func(w release.Wave) bool { return w.Name == name })
+		if i < 0 {
+			return StartResult{}, &Error{Kind: ErrRefused, Message: fmt.Sprintf("rollback %s: it has no wave %s", releaseID, name)}
+		}
+		for _, region := range in.Spec.Waves[i].Regions {
+			if !slices.Contains(o.Regions, region) {
+				o.Regions = append(o.Regions, region)
+			}
+		}
 	}
 	known := map[string]bool{}
 	changed := 0

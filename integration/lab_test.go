@@ -208,11 +208,13 @@ func (l *lab) releaseFile(t *testing.T, app string, edit func(doc map[string]any
 		w.(map[string]any)["bake"] = "2s"
 	}
 	doc["readiness"] = map[string]any{"timeout": "60s"}
-	// The demo goes canary behind its own Route 53 records; the tests of
-	// other behaviour go all at once, and progressive_test.go sets its own
-	// strategies, records and checks.
+	// The demo goes canary behind its own Route 53 records and fails over
+	// between regions; the tests of other behaviour go all at once, and
+	// progressive_test.go and failover_test.go set their own strategies,
+	// records and checks.
 	delete(doc, "strategy")
 	delete(doc, "analysis")
+	delete(doc, "failover")
 	for _, r := range doc["regions"].([]any) {
 		delete(r.(map[string]any), "traffic")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,8 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	cwschemas "github.com/aws/aws-sdk-go-v2/service/cloudwatch/schemas"
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
-	"github.com/aws/aws-sdk-go-v2/service/route53"
 	"github.com/aws/smithy-go/transport/http/protocol/awsquery"
+	"gopkg.in/yaml.v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/keelson-dev/keelson/activities/traffic"
@@ -47,13 +48,7 @@ func awsEnv(t *testing.T) {
 // returns the traffic section of the release file.
 func sideRecords(t *testing.T, app, region string) map[string]any {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := route53.NewFromConfig(labtest.MotoConfig(motoEndpoint())).ListHostedZonesByName(ctx, &route53.ListHostedZonesByNameInput{DNSName: aws.String(labZone)})
-	if err != nil || len(out.HostedZones) == 0 {
-		t.Fatalf("the lab's zone %s is not in moto (make up creates it): %v", labZone, err)
-	}
-	zone := strings.TrimPrefix(aws.ToString(out.HostedZones[0].Id), "/hostedzone/")
+	zone := zoneID(t)
 	name := fmt.Sprintf("%s.%s.%s", app, region, labZone)
 	stable := release.WeightedRecord{SetIdentifier: "stable", Value: fmt.Sprintf("%s.%s.%s.%s", app, app, region, labZone)}
 	canary := release.WeightedRecord{SetIdentifier: "canary", Value: fmt.Sprintf("%s-canary.%s.%s.%s", app, app, region, labZone)}
@@ -205,6 +200,7 @@ func TestCanaryRoute53CatchesABadVersion(t *testing.T) {
 		}
 	}
 	l.record(t, id, "canary-route53-promoted")
+	l.record(t, workflows.RegionID(id, "us-east-1"), "region-canary-route53-promoted")
 
 	// A bad version: caught at 10% by the Prometheus ratio of the canary's
 	// errors to the stable side's; traffic back to stable, then the side
@@ -240,6 +236,7 @@ func TestCanaryRoute53CatchesABadVersion(t *testing.T) {
 	t.Logf("ROLLBACK deciding sample -> traffic on stable %s, -> side removed (Helm) %s",
 		ar.TrafficAt.Sub(ar.DecidedAt).Round(time.Millisecond), ar.HelmAt.Sub(ar.DecidedAt).Round(time.Millisecond))
 	l.record(t, bad, "canary-route53-analysis-failed")
+	l.record(t, workflows.RegionID(bad, "us-east-1"), "region-canary-route53-analysis-failed")
 }
 
 func TestCanaryELBv2Weights(t *testing.T) {
@@ -261,6 +258,7 @@ func TestCanaryELBv2Weights(t *testing.T) {
 		t.Errorf("canary weights read back from the ELBv2 listener (moto): %v, want [10 50 100 0]", seen)
 	}
 	l.record(t, id, "canary-elbv2-promoted")
+	l.record(t, workflows.RegionID(id, "us-east-1"), "region-canary-elbv2-promoted")
 }
 
 func TestCloudWatchAlarmFailsTheCanary(t *testing.T) {
@@ -341,6 +339,7 @@ func TestBlueGreenSwitchesAtOnceAndBack(t *testing.T) {
 		t.Errorf("blue-green weights %v, want [100 0]: one switch of all traffic, then back to the promoted stable release", seen)
 	}
 	l.record(t, id, "bluegreen-promoted")
+	l.record(t, workflows.RegionID(id, "us-east-1"), "region-bluegreen-promoted")
 
 	bad := l.start(t, file, "1.2.0-errors")
 	seen, res = l.watchWeights(t, bad, "us-east-1", target)
@@ -354,6 +353,7 @@ func TestBlueGreenSwitchesAtOnceAndBack(t *testing.T) {
 		t.Errorf("stable at %s after the switch back, want 1.1.0", got)
 	}
 	l.record(t, bad, "bluegreen-switched-back")
+	l.record(t, workflows.RegionID(bad, "us-east-1"), "region-bluegreen-switched-back")
 }
 
 func TestRollingRespectsBatchAndSurge(t *testing.T) {
@@ -422,4 +422,98 @@ func TestRollingRespectsBatchAndSurge(t *testing.T) {
 		t.Errorf("strategy %q", res.Regions[0].Strategy)
 	}
 	l.record(t, id, "rolling")
+	l.record(t, workflows.RegionID(id, "us-east-1"), "region-rolling")
+}
+
+// TestProgressiveWaitsForAPerson: a canary pause without a duration holds
+// until `keelson promote`; an analysis with no data under the inconclusive
+// rule pauses the region until `keelson resume` accepts it; blue-green with
+// manualPromotion holds its switch until `keelson promote`. Each waiting
+// point is read from status before the person acts.
+func TestProgressiveWaitsForAPerson(t *testing.T) {
+	l := newLab(t)
+	app := l.appName(t, "person")
+	tr := sideRecords(t, app, "us-east-1")
+	// A query with no series: no data on every sample.
+	nothing := map[string]any{"name": "nothing", "prometheus": map[string]any{"address": promAddress(),
+		"query": fmt.Sprintf(`sum(rate(keelson_demo_requests_total{application=%q,region="nowhere"}[10s]))`, app)},
+		"max": 1, "interval": "1s", "minSamples": 2, "noData": "inconclusive"}
+	canary := map[string]any{"canary": map[string]any{"values": map[string]any{"replicas": 1}, "steps": []any{
+		map[string]any{"setWeight": 10},
+		map[string]any{"pause": map[string]any{}},
+		map[string]any{"analysis": map[string]any{"checks": []any{"nothing"}, "duration": "3s"}},
+		map[string]any{"setWeight": 100},
+	}}}
+	file := l.progressiveFile(t, app, canary, tr, nothing)
+	l.succeed(t, file, "1.0.0")
+	l.record(t, workflows.ReleaseID(app, "1.0.0"), "canary-first-install")
+	l.record(t, workflows.RegionID(workflows.ReleaseID(app, "1.0.0"), "us-east-1"), "region-canary-first-install")
+
+	id := l.start(t, file, "1.1.0")
+	regionStep := func(want string) {
+		t.Helper()
+		waitUntil(t, 2*time.Minute, time.Second, "region step "+want, func() bool {
+			st, err := l.ctl.Status(context.Background(), id)
+			return err == nil && len(st.Waves[0].Regions) == 1 && strings.Contains(st.Waves[0].Regions[0].Step, want)
+		})
+	}
+	regionStep("keelson promote to go on")
+	if out, code := l.keelson(t, "promote", id, "--user", "erin"); code != 0 {
+		t.Fatalf("promote: %s", out)
+	}
+	regionStep("inconclusive")
+	if out, code := l.keelson(t, "resume", id, "--user", "erin", "--reason", "no series in the lab"); code != 0 {
+		t.Fatalf("resume: %s", out)
+	}
+	res := l.result(t, id, 3*time.Minute)
+	if res.Phase != workflows.PhaseSucceeded {
+		t.Fatalf("canary 1.1.0: %s", writeJSON(res))
+	}
+	an := res.Regions[0].Analysis
+	if len(an) != 1 || an[0].Verdict != "inconclusive" || !an[0].Accepted {
+		t.Errorf("the inconclusive analysis accepted by a person is not in the result: %s", writeJSON(an))
+	}
+	if got := l.deployedVersion(t, "us-east-1", app); got != "1.1.0" {
+		t.Errorf("stable at %s, want 1.1.0", got)
+	}
+	l.record(t, id, "canary-promoted-and-resumed")
+	l.record(t, workflows.RegionID(id, "us-east-1"), "region-canary-promoted-and-resumed")
+
+	// Blue-green held for a person: the preview runs beside the stable
+	// side with no traffic until promote switches it all at once.
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["strategy"] = map[string]any{"blueGreen": map[string]any{"manualPromotion": true, "scaleDownDelay": "3s"}}
+	delete(doc, "analysis")
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg := filepath.Join(t.TempDir(), app+"-bluegreen.yaml")
+	if err := os.WriteFile(bg, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id = l.start(t, bg, "1.2.0")
+	regionStep("preview: waiting for promote (keelson promote to go on)")
+	st, err := l.ctl.Status(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := st.Waves[0].Regions[0].Traffic; w["canary"] != 0 {
+		t.Errorf("the preview has traffic before its promotion: %v", w)
+	}
+	if out, code := l.keelson(t, "promote", id, "--user", "erin"); code != 0 {
+		t.Fatalf("promote blue-green: %s", out)
+	}
+	if res := l.result(t, id, 3*time.Minute); res.Phase != workflows.PhaseSucceeded {
+		t.Fatalf("blue-green 1.2.0: %s", writeJSON(res))
+	}
+	l.record(t, id, "bluegreen-manual-promotion")
+	l.record(t, workflows.RegionID(id, "us-east-1"), "region-bluegreen-manual-promotion")
 }

@@ -297,6 +297,14 @@ func validateFailover(s *Spec, checks map[string]bool, ps *problems) {
 		ps.add("failover.check", "required field is missing (the analysis check that judges a region's health)")
 	} else if !checks[f.Check] {
 		ps.add("failover.check", "no analysis check named %q%s", f.Check, suggest(f.Check, sortedSet(checks)))
+	} else {
+		for _, c := range s.Analysis {
+			if c.Name == f.Check && c.Compare != CompareNone {
+				// A finished region runs one version: there is no
+				// second side to compare it with.
+				ps.add("failover.check", "check %q compares two sides (compare: %s); a finished region has one, so its health check needs an absolute max or min", f.Check, c.Compare)
+			}
+		}
 	}
 	known := map[string]bool{}
 	for _, r := range s.Regions {

@@ -35,6 +35,7 @@ type releases interface {
 	Status(ctx context.Context, releaseID string) (*workflows.Status, error)
 	Result(ctx context.Context, releaseID string) (*workflows.ReleaseResult, error)
 	List(ctx context.Context, q control.ListQuery) ([]control.ReleaseInfo, error)
+	RestoreTraffic(ctx context.Context, o control.RestoreOptions) (control.RestoreResult, error)
 	URL(releaseID string) string
 }
 
@@ -136,7 +137,8 @@ func (a *app) rootCmd() *cobra.Command {
 		Use:   "keelson",
 		Short: "Start and steer durable releases on Temporal",
 		Long: "keelson starts releases described in a release file and steers them: status, watch,\n" +
-			"approve and reject gates, pause, resume, abort, promote and roll back.",
+			"approve and reject gates, pause, resume, abort, promote and roll back, and give a\n" +
+			"region back the traffic a failover took from it.",
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
@@ -160,7 +162,7 @@ func (a *app) rootCmd() *cobra.Command {
 	for _, name := range []string{workflows.UpdatePause, workflows.UpdateResume, workflows.UpdateAbort, workflows.UpdatePromote, workflows.UpdateRollback} {
 		root.AddCommand(a.controlCmd(name))
 	}
-	root.AddCommand(a.versionCmd())
+	root.AddCommand(a.trafficCmd(), a.versionCmd())
 	return root
 }
 

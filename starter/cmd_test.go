@@ -33,6 +33,7 @@ type fake struct {
 	polled   int
 	finished chan struct{}
 	result   *workflows.ReleaseResult
+	restore  control.RestoreOptions
 }
 
 func (f *fake) record(s string) {
@@ -78,6 +79,14 @@ func (f *fake) Rollback(ctx context.Context, id string, c workflows.Control, opt
 func (f *fake) RollbackTo(_ context.Context, app, version string, o control.UndoOptions) (control.StartResult, error) {
 	f.record("rollback " + app + " --to " + version)
 	return control.StartResult{ReleaseID: workflows.UndoID(app, "x"), URL: "http://ui/undo"}, f.err
+}
+
+func (f *fake) RestoreTraffic(_ context.Context, o control.RestoreOptions) (control.RestoreResult, error) {
+	f.record("traffic restore " + o.Region)
+	f.restore = o
+	return control.RestoreResult{ReleaseID: "release-demo-1.1.0", RestoreID: "traffic-restore-release-demo-1.1.0-us-east-1",
+		Result: workflows.TrafficRestoreResult{Region: o.Region, Weight: 100, After: map[string]int{"us-east-1": 100, "eu-west-1": 100}},
+		URL:    "http://ui/restore"}, f.err
 }
 
 func (f *fake) Status(_ context.Context, id string) (*workflows.Status, error) {
@@ -242,9 +251,38 @@ func TestControls(t *testing.T) {
 			t.Errorf("%s: exit %d calls %v", name, r.code, f.calls)
 		}
 	}
+	f = &fake{}
+	if r := runWith(t, f, nil, "rollback", "release-demo-1.0.0", "--wave", "rest"); r.code != exitOK || strings.Join(f.control.Waves, ",") != "rest" {
+		t.Errorf("rollback --wave: exit %d control %+v", r.code, f.control)
+	}
 	// Regions only mean something to promote and rollback.
 	if r := runWith(t, &fake{}, nil, "pause", "release-demo-1.0.0", "--region", "x"); r.code != exitUsage {
 		t.Errorf("pause --region: exit %d, want %d", r.code, exitUsage)
+	}
+}
+
+func TestTrafficRestore(t *testing.T) {
+	f := &fake{}
+	r := runWith(t, f, nil, "traffic", "restore", "us-east-1", "--app", "demo", "--reason", "fixed the database", "--user", "erin")
+	if r.code != exitOK {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if f.restore.Region != "us-east-1" || f.restore.Application != "demo" || f.restore.User != "erin" || f.restore.Reason != "fixed the database" || f.restore.Via != "cli" {
+		t.Errorf("restore options %+v", f.restore)
+	}
+	if !strings.Contains(r.stdout, "weight 100") || !strings.Contains(r.stdout, "eu-west-1=100 us-east-1=100") {
+		t.Errorf("output %q", r.stdout)
+	}
+	for _, args := range [][]string{
+		{"traffic", "restore", "us-east-1", "--reason", "x"},                                    // neither --app nor --release
+		{"traffic", "restore", "us-east-1", "--app", "demo", "--release", "r", "--reason", "x"}, // both
+		{"traffic", "restore", "us-east-1", "--app", "demo"},                                    // no reason
+		{"traffic", "restore", "--app", "demo", "--reason", "x"},                                // no region
+	} {
+		f := &fake{}
+		if r := runWith(t, f, nil, args...); r.code != exitUsage || len(f.calls) != 0 {
+			t.Errorf("%v: exit %d calls %v, want %d and none", args, r.code, f.calls, exitUsage)
+		}
 	}
 }
 

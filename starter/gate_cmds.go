@@ -87,12 +87,13 @@ func (a *app) controlCmd(name string) *cobra.Command {
 		use += " [--region R ...]"
 	}
 	if name == workflows.UpdateRollback {
-		use = "rollback (RELEASE_ID | APP --to VERSION) [--reason R] [--region R ...]"
+		use = "rollback (RELEASE_ID | APP --to VERSION) [--reason R] [--region R ...] [--wave W ...]"
 	}
 	cmd := &cobra.Command{Use: use, Short: controlShort[name], Args: exactID}
 	if name == workflows.UpdateRollback {
-		cmd.Long = `Roll back a release. A running release rolls back through its rollback Update.
-A finished release is undone by a release of its own (rollback-APP-VERSION): the regions it changed
+		cmd.Long = `Roll back a release. A running release rolls back through its rollback Update: it
+stops, and the regions it changed go back wave by wave, the last wave first; in each region traffic
+returns to the stable side before Helm rolls back. A finished release is undone by a release of its own (rollback-APP-VERSION): the regions it changed
 return, in reverse wave order, to the revisions it recorded before changing them, through the
 application's lane, with the same ownership checks and the file's gates. With --to VERSION, the
 argument is an application, and its latest finished release is undone if every region returns to VERSION.`
@@ -101,6 +102,9 @@ argument is an application, and its latest finished release is undone if every r
 	cmd.Flags().StringVar(&ctl.Reason, "reason", "", "why, recorded in the release's history")
 	if regional {
 		cmd.Flags().StringSliceVar(&ctl.Regions, "region", nil, "only these regions (repeat or comma-separate); all when absent")
+	}
+	if name == workflows.UpdateRollback {
+		cmd.Flags().StringSliceVar(&ctl.Waves, "wave", nil, "only the regions of these waves (repeat or comma-separate)")
 	}
 	cmd.Flags().StringVar(&key, "idempotency-key", "", "the same key makes a repeated command one request")
 	cmd.RunE = a.runE(func(cmd *cobra.Command, args []string) error {
@@ -115,7 +119,7 @@ argument is an application, and its latest finished release is undone if every r
 		if name == workflows.UpdateRollback {
 			var undo *control.StartResult
 			if to != "" {
-				res, err := r.RollbackTo(ctx, args[0], to, control.UndoOptions{StartedBy: a.g.user, Reason: ctl.Reason, Regions: ctl.Regions})
+				res, err := r.RollbackTo(ctx, args[0], to, control.UndoOptions{StartedBy: a.g.user, Reason: ctl.Reason, Regions: ctl.Regions, Waves: ctl.Waves})
 				if err != nil {
 					return err
 				}
@@ -134,10 +138,60 @@ argument is an application, and its latest finished release is undone if every r
 		if len(ctl.Regions) > 0 {
 			fmt.Fprintf(a.out, " (regions %s)", joinComma(ctl.Regions))
 		}
+		if len(ctl.Waves) > 0 {
+			fmt.Fprintf(a.out, " (waves %s)", joinComma(ctl.Waves))
+		}
 		fmt.Fprintln(a.out)
 		return nil
 	})
 	return cmd
+}
+
+func (a *app) trafficCmd() *cobra.Command {
+	tr := &cobra.Command{Use: "traffic", Short: "Traffic between regions after a failover"}
+	var o control.RestoreOptions
+	restore := &cobra.Command{
+		Use:   "restore REGION (--release ID | --app APP) [--reason R]",
+		Short: "Give a region back the share of traffic a failover took from it",
+		Long: `A failover sets a failing region's weight in the file's failover record to 0, so Route 53
+sends its users to the other regions, and stops the release. Nothing gives the share back by itself:
+this command sets the region's weight to the file's again, through a workflow of its own
+(traffic-restore-RELEASE-REGION) that records who asked and why, and prints the weights read back.
+With --app, the release is the application's latest finished one that failed REGION over.`,
+		Args: cobra.ExactArgs(1),
+	}
+	restore.Flags().StringVar(&o.ReleaseID, "release", "", "the release whose failover took the share")
+	restore.Flags().StringVar(&o.Application, "app", "", "the application: its latest release that failed REGION over")
+	restore.Flags().StringVar(&o.Reason, "reason", "", "why (required), recorded with the restore")
+	restore.RunE = a.runE(func(cmd *cobra.Command, args []string) error {
+		if (o.ReleaseID == "") == (o.Application == "") {
+			return usageError("traffic restore needs exactly one of --release and --app")
+		}
+		if o.Reason == "" {
+			return usageError("traffic restore needs --reason: it is recorded with the restore")
+		}
+		r, closeFn, err := a.dial(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer closeFn()
+		ctx, cancel := context.WithTimeout(cmd.Context(), 2*callTimeout)
+		defer cancel()
+		o.Region, o.User, o.Via = args[0], a.g.user, "cli"
+		res, err := r.RestoreTraffic(ctx, o)
+		if err != nil {
+			return err
+		}
+		if res.Existing {
+			fmt.Fprintf(a.out, "%s was already restored after %s by %s at %s\n", o.Region, res.ReleaseID, res.Result.User, res.Result.At.In(a.loc).Format("2006-01-02 15:04:05"))
+		} else {
+			fmt.Fprintf(a.out, "restored %s's share after the failover of %s: weight %d\n", o.Region, res.ReleaseID, res.Result.Weight)
+		}
+		fmt.Fprintf(a.out, "weights: %s\nurl: %s\n", workflows.Weights(res.Result.After), res.URL)
+		return nil
+	})
+	tr.AddCommand(restore)
+	return tr
 }
 
 func (a *app) versionCmd() *cobra.Command {

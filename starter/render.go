@@ -214,6 +214,22 @@ func renderStatus(w io.Writer, id string, st *workflows.Status, now time.Time, l
 			}
 		}
 	}
+	for _, f := range st.Failovers {
+		fmt.Fprintln(w, failoverLine(f))
+	}
+}
+
+// failoverLine says which region lost its share, why, and how to give it back.
+func failoverLine(f workflows.Failover) string {
+	line := fmt.Sprintf("failover %s: check %s failed (%s)", f.Region, f.Check, f.Reason)
+	if f.Error != "" {
+		return line + "; " + f.Error
+	}
+	line += "; weights now " + workflows.Weights(f.After)
+	if !f.DecidedAt.IsZero() && !f.TrafficAt.IsZero() {
+		line += fmt.Sprintf(", %s after the deciding sample", f.TrafficAt.Sub(f.DecidedAt).Round(10*time.Millisecond))
+	}
+	return line + fmt.Sprintf("; give it back with `keelson traffic restore %s --release ID --reason ...`", f.Region)
 }
 
 // renderResult prints a finished release: outcome, every region, answers.
@@ -268,6 +284,9 @@ func renderResult(w io.Writer, res *workflows.ReleaseResult, loc *time.Location,
 			fmt.Fprintln(w, line)
 		}
 	}
+	for _, f := range res.Failovers {
+		fmt.Fprintln(w, strings.Replace(failoverLine(f), "--release ID", "--release "+res.ReleaseID, 1))
+	}
 	if len(res.Approvals) > 0 {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "answers")
@@ -309,6 +328,7 @@ type watcher struct {
 	regions     map[string]string // region -> its last printed line
 	gate        string            // last printed gate line, "" when none open
 	approvals   int
+	failovers   int
 	lastProblem string
 }
 
@@ -360,6 +380,9 @@ func (w *watcher) update(st *workflows.Status) {
 				w.printf("%s", line)
 			}
 		}
+	}
+	for ; w.failovers < len(st.Failovers); w.failovers++ {
+		w.printf("%s", failoverLine(st.Failovers[w.failovers]))
 	}
 	for ; w.approvals < len(st.Approvals); w.approvals++ {
 		w.printf("gate %s", approvalLine(st.Approvals[w.approvals], w.loc))

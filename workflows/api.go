@@ -143,6 +143,8 @@ type Control struct {
 	Reason string `json:"reason,omitempty"`
 	// Regions limits promote and rollback to these regions; empty means all.
 	Regions []string `json:"regions,omitempty"`
+	// Waves limits rollback to the regions of these waves (added to Regions).
+	Waves []string `json:"waves,omitempty"`
 	// Via says where the control came from: cli, slack, ui, cancel.
 	Via string `json:"via,omitempty"`
 }
@@ -160,6 +162,9 @@ type Status struct {
 	Approvals   []Approval   `json:"approvals,omitempty"`
 	// Queue is set while the release waits for its application's lane.
 	Queue *QueueStatus `json:"queue,omitempty"`
+	// Failovers are the regions that lost their share of the failover
+	// name while the release ran.
+	Failovers []Failover `json:"failovers,omitempty"`
 }
 
 // QueueStatus says what a queued release waits for.
@@ -244,6 +249,9 @@ type ReleaseResult struct {
 	Finished    time.Time      `json:"finished"`
 	Regions     []RegionResult `json:"regions"`
 	Approvals   []Approval     `json:"approvals,omitempty"`
+	// Failovers are the regions that lost their share of the failover
+	// name; each gets it back only through `keelson traffic restore`.
+	Failovers []Failover `json:"failovers,omitempty"`
 }
 
 // Duration is how long the release ran.

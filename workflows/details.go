@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/keelson-dev/keelson/activities/traffic"
 )
 
 // releaseDetails renders the release's current details for the Web UI: a
@@ -44,6 +46,15 @@ func releaseDetails(s *Status) string {
 		if len(g.Plans) > 0 {
 			b.WriteString("\n")
 		}
+	}
+	for _, f := range s.Failovers {
+		b.WriteString(fmt.Sprintf("**Failover**: %s failed check %s (%s)", f.Region, f.Check, f.Reason))
+		if f.Error != "" {
+			b.WriteString("; " + f.Error)
+		} else {
+			b.WriteString(fmt.Sprintf("; regions' weights now %s, until `keelson traffic restore %s`", Weights(f.After), f.Region))
+		}
+		b.WriteString("\n\n")
 	}
 	progressive := false
 	for _, w := range s.Waves {
@@ -127,6 +138,14 @@ func cell(s, errText string) string {
 func Weights(w map[string]int) string {
 	if len(w) == 0 {
 		return ""
+	}
+	// Whether any key is a region does not depend on the order.
+	//workflowcheck:ignore
+	for k := range w {
+		if k != SideStable && k != SideCanary {
+			// Weights between regions (failover): every region, sorted.
+			return traffic.Weights(w).String()
+		}
 	}
 	return fmt.Sprintf("stable %d / canary %d", w[SideStable], w[SideCanary])
 }

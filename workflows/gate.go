@@ -257,8 +257,20 @@ func (r *releaseImpl) setHandlers(ctx workflow.Context) error {
 					return refuse("release %s has no region %s (regions: %s)", r.id, name, strings.Join(r.regionNames(), ", "))
 				}
 			}
+			for _, name := range c.Waves {
+				if r.waveRegions(name) == nil {
+					return refuse("release %s has no wave %s (waves: %s)", r.id, name, strings.Join(r.waveNames(), ", "))
+				}
+			}
 			return nil
 		}, func(ctx workflow.Context, c Control) {
+			for _, w := range c.Waves {
+				for _, name := range r.waveRegions(w) {
+					if !slices.Contains(c.Regions, name) {
+						c.Regions = append(c.Regions, name)
+					}
+				}
+			}
 			r.manual = &c
 			r.signalChildren(ctx, SignalRegionAbort, c)
 		}},

@@ -53,6 +53,8 @@ type releaseImpl struct {
 	laneGranted bool
 	baseline    map[string]helm.Revision
 
+	failover failoverState
+
 	notifier
 }
 
@@ -186,6 +188,7 @@ func (r *releaseImpl) run(ctx workflow.Context) (*ReleaseResult, error) {
 	if !r.owned && ctx.Err() != nil && r.abort == nil && r.manual == nil {
 		r.abort = &Control{User: "temporal", Reason: "the release's workflow was cancelled"}
 	}
+	r.stopWatching(ctx)
 	return r.finish(dctx, failed)
 }
 
@@ -381,6 +384,9 @@ func (r *releaseImpl) runWave(ctx workflow.Context, wi int, plans map[string]*te
 					r.signalChildren(ctx, SignalRegionAbort, Control{Reason: failed})
 				} else if res.Phase == PhaseSucceeded {
 					r.notify(ctx, notifyRegionDone, name)
+					if r.owned {
+						r.watchFinished(ctx, name)
+					}
 				}
 				r.details(ctx)
 			})
@@ -492,6 +498,8 @@ func (r *releaseImpl) finish(ctx workflow.Context, failed string) (*ReleaseResul
 	case r.manual != nil:
 		phase, r.reason = PhaseRolledBack, fmt.Sprintf("rollback requested by %s: %s", r.manual.User, r.manual.Reason)
 		policy = release.RollbackAuto
+	case r.failover.stop != "":
+		phase, r.reason = PhaseFailed, r.failover.stop
 	case r.abort != nil:
 		phase, r.reason = PhaseAborted, fmt.Sprintf("aborted by %s: %s", r.abort.User, r.abort.Reason)
 	case r.status.Phase == PhaseRejected:
@@ -530,6 +538,7 @@ func (r *releaseImpl) finish(ctx workflow.Context, failed string) (*ReleaseResul
 		Started:     r.status.Started,
 		Finished:    workflow.Now(ctx),
 		Approvals:   r.status.Approvals,
+		Failovers:   r.failover.events,
 	}
 	for _, w := range r.in.Spec.Waves {
 		for _, name := range w.Regions {

@@ -65,6 +65,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(Release)
 			r.RegisterWorkflow(RegionRollout)
 			r.RegisterWorkflow(Lane)
+			r.RegisterWorkflow(TrafficRestore)
 			err = r.ReplayWorkflowHistoryWithOptions(log.NewStructuredLogger(slog.New(slog.DiscardHandler)), hist,
 				worker.ReplayWorkflowHistoryOptions{OriginalExecution: workflow.Execution{ID: id}})
 			if err != nil {

@@ -27,6 +27,13 @@ const (
 	// checked against the approved ones after a gate, rollbacks retried
 	// until a deadline.
 	changeOwnership = "keelson-ownership"
+	// changeRollbackOrder: a release's own rollback (on failure, abort, a
+	// manual rollback or a failover) goes wave by wave, the last wave
+	// first, instead of every region at once.
+	changeRollbackOrder = "keelson-rollback-order"
+	// changeFailover: regions that finished are watched by the file's
+	// failover check while later waves run (workflows/failover.go).
+	changeFailover = "keelson-failover"
 )
 
 // LaneWorkflow is the lane's workflow type name, as registered.
@@ -153,6 +160,24 @@ func (r *releaseImpl) snapshot(ctx workflow.Context) error {
 	}
 	r.details(ctx)
 	return errors.Join(errs...)
+}
+
+// waveRegions are the regions of the wave named name, nil when there is none.
+func (r *releaseImpl) waveRegions(name string) []string {
+	for _, w := range r.in.Spec.Waves {
+		if w.Name == name {
+			return w.Regions
+		}
+	}
+	return nil
+}
+
+func (r *releaseImpl) waveNames() []string {
+	var names []string
+	for _, w := range r.in.Spec.Waves {
+		names = append(names, w.Name)
+	}
+	return names
 }
 
 func (r *releaseImpl) regionNames() []string {
@@ -299,25 +324,45 @@ func (r *releaseImpl) rollbackOwned(ctx workflow.Context, policy release.Rollbac
 	}
 	r.setPhase(ctx, PhaseRollingBack, r.reason)
 	r.notify(ctx, notifyRollback, r.reason)
-	done, finished := 0, 0
-	for _, rr := range todo {
-		workflow.Go(ctx, func(ctx workflow.Context) {
-			ok := true
-			if rr.Changed {
-				ok = r.rollbackRegion(ctx, rr, until)
+	// Runs from before changeRollbackOrder rolled every region back at
+	// once; since, the last wave goes first, as a release is undone.
+	batches := [][]*RegionResult{todo}
+	if workflow.GetVersion(ctx, changeRollbackOrder, workflow.DefaultVersion, 1) >= 1 {
+		batches = nil
+		for wi := len(r.in.Spec.Waves) - 1; wi >= 0; wi-- {
+			var batch []*RegionResult
+			for _, rr := range todo {
+				if slices.Contains(r.in.Spec.Waves[wi].Regions, rr.Region) {
+					batch = append(batch, rr)
+				}
 			}
-			if ok && rr.SideLeft {
-				// Traffic goes back to the stable release only once it
-				// runs the old version again.
-				r.cleanSide(ctx, rr)
+			if len(batch) > 0 {
+				batches = append(batches, batch)
 			}
-			if ok && rr.Changed {
-				done++
-			}
-			finished++
-		})
+		}
 	}
-	_ = workflow.Await(ctx, func() bool { return finished == len(todo) })
+	done := 0
+	for _, batch := range batches {
+		finished := 0
+		for _, rr := range batch {
+			workflow.Go(ctx, func(ctx workflow.Context) {
+				ok := true
+				if rr.Changed {
+					ok = r.rollbackRegion(ctx, rr, until)
+				}
+				if ok && rr.SideLeft {
+					// Traffic goes back to the stable release only once it
+					// runs the old version again.
+					r.cleanSide(ctx, rr)
+				}
+				if ok && rr.Changed {
+					done++
+				}
+				finished++
+			})
+		}
+		_ = workflow.Await(ctx, func() bool { return finished == len(batch) })
+	}
 	r.details(ctx)
 	return done
 }
