@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -46,6 +47,10 @@ type StartResult struct {
 // StartOptions are the choices of `keelson release start`.
 type StartOptions struct {
 	StartedBy string
+	// CommitTime is when the released change was committed (DORA's lead time).
+	CommitTime time.Time
+	// Schedule names the schedule that started the release, if any.
+	Schedule string
 	// Rerun allows starting again a release that already succeeded.
 	Rerun bool
 	// Supersede aborts the application's running release (and those
@@ -91,7 +96,7 @@ func (c *Client) Start(ctx context.Context, spec *release.Spec, version string, 
 		}
 	}
 	sopts := c.startOptions(id, spec.Application, version, Summary(spec, version))
-	in := &workflows.ReleaseInput{Spec: *spec, Version: version, StartedBy: opts.StartedBy}
+	in := &workflows.ReleaseInput{Spec: *spec, Version: version, StartedBy: opts.StartedBy, CommitTime: opts.CommitTime, Schedule: opts.Schedule}
 
 	probe := &startProbe{}
 	run, err := c.T.ExecuteWorkflow(withStartProbe(ctx, probe), sopts, workflows.Release, in)

@@ -34,6 +34,8 @@ type fake struct {
 	finished chan struct{}
 	result   *workflows.ReleaseResult
 	restore  control.RestoreOptions
+
+	startOpts control.StartOptions
 }
 
 func (f *fake) record(s string) {
@@ -44,6 +46,7 @@ func (f *fake) record(s string) {
 
 func (f *fake) Start(_ context.Context, spec *release.Spec, version string, o control.StartOptions) (control.StartResult, error) {
 	by := o.StartedBy
+	f.startOpts = o
 	f.record("start " + spec.Application + " " + version + " by " + by)
 	return f.start, f.err
 }
@@ -187,6 +190,24 @@ func TestStartPrintsIDURLAndExisting(t *testing.T) {
 	}
 	if got := f.calls[0]; got != "start demo 1.2.0 by carol" {
 		t.Errorf("call %q", got)
+	}
+}
+
+func TestStartCommitTime(t *testing.T) {
+	f := &fake{}
+	r := runWith(t, f, map[string]string{"CI_COMMIT_TIMESTAMP": "2026-11-20T08:00:00+01:00"}, "release", "start", "-f", "release.yaml", "--version", "1.2.0")
+	if r.code != exitOK || !f.startOpts.CommitTime.Equal(time.Date(2026, 11, 20, 7, 0, 0, 0, time.UTC)) {
+		t.Errorf("CI variable: exit %d commit time %v", r.code, f.startOpts.CommitTime)
+	}
+	f = &fake{}
+	r = runWith(t, f, map[string]string{"CI_COMMIT_TIMESTAMP": "2026-11-20T08:00:00Z"}, "release", "start", "-f", "release.yaml", "--version", "1.2.0", "--commit-time", "2026-11-21T10:00:00Z")
+	if r.code != exitOK || !f.startOpts.CommitTime.Equal(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)) {
+		t.Errorf("the flag wins: exit %d commit time %v", r.code, f.startOpts.CommitTime)
+	}
+	f = &fake{}
+	r = runWith(t, f, nil, "release", "start", "-f", "release.yaml", "--version", "1.2.0", "--commit-time", "yesterday")
+	if r.code != exitUsage || len(f.calls) != 0 || !strings.Contains(r.stderr, `--commit-time: "yesterday" is not an RFC 3339 time`) {
+		t.Errorf("bad time: exit %d calls %v stderr %s", r.code, f.calls, r.stderr)
 	}
 }
 

@@ -25,7 +25,7 @@ const (
 )
 
 func (a *app) startCmd() *cobra.Command {
-	var file, version string
+	var file, version, commitTime string
 	var wait, rerun, supersede bool
 	cmd := &cobra.Command{
 		Use:   "start -f FILE --version V [--wait] [--rerun] [--supersede]",
@@ -37,6 +37,7 @@ func (a *app) startCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&wait, "wait", false, "show progress until the release finishes; exit 1 unless it succeeded")
 	cmd.Flags().BoolVar(&rerun, "rerun", false, "start again a release that already succeeded (a failure rolls back only what the re-run changed)")
 	cmd.Flags().BoolVar(&supersede, "supersede", false, "abort the application's running and queued releases (each rolls back by its policy), then start this one")
+	cmd.Flags().StringVar(&commitTime, "commit-time", "", "when the released change was committed, RFC 3339 (env KEELSON_COMMIT_TIME, or CI_COMMIT_TIMESTAMP): DORA's lead time starts there")
 	_ = cmd.MarkFlagRequired("file")
 	_ = cmd.MarkFlagRequired("version")
 	cmd.RunE = a.runE(func(cmd *cobra.Command, _ []string) error {
@@ -57,6 +58,10 @@ func (a *app) startCmd() *cobra.Command {
 		if err := release.ValidateVersion(version); err != nil {
 			problems = append(problems, "--version: "+err.Error())
 		}
+		committed, err := a.commitTime(commitTime)
+		if err != nil {
+			problems = append(problems, err.Error())
+		}
 		if len(problems) > 0 {
 			return &exitError{code: exitUsage, lines: problems}
 		}
@@ -69,7 +74,7 @@ func (a *app) startCmd() *cobra.Command {
 		}
 		defer closeFn()
 		sctx, cancel := context.WithTimeout(ctx, callTimeout)
-		res, err := r.Start(sctx, spec, version, control.StartOptions{StartedBy: a.g.user, Rerun: rerun, Supersede: supersede})
+		res, err := r.Start(sctx, spec, version, control.StartOptions{StartedBy: a.g.user, CommitTime: committed, Rerun: rerun, Supersede: supersede})
 		cancel()
 		if err != nil {
 			return err
@@ -87,6 +92,26 @@ func (a *app) startCmd() *cobra.Command {
 		return a.watch(ctx, r, res.ReleaseID)
 	})
 	return cmd
+}
+
+// commitTime reads the commit time of a start: the flag, else
+// KEELSON_COMMIT_TIME, else GitLab's CI_COMMIT_TIMESTAMP; zero when none
+// is given (the release then has no lead time).
+func (a *app) commitTime(flag string) (time.Time, error) {
+	v, from := flag, "--commit-time"
+	for _, name := range []string{"KEELSON_COMMIT_TIME", "CI_COMMIT_TIMESTAMP"} {
+		if v == "" {
+			v, from = a.getenv(name), name
+		}
+	}
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s: %q is not an RFC 3339 time (2026-11-22T09:30:00Z)", from, v)
+	}
+	return t.UTC(), nil
 }
 
 func (a *app) statusCmd() *cobra.Command {

@@ -67,6 +67,12 @@ type ReleaseInput struct {
 	Version string       `json:"version"`
 	// StartedBy is who or what started the release (a user, a CI job).
 	StartedBy string `json:"startedBy,omitempty"`
+	// CommitTime is when the change released was committed (`--commit-time`
+	// or the CI's variable): the start of DORA's change lead time. Zero
+	// when unknown.
+	CommitTime time.Time `json:"commitTime,omitempty"`
+	// Schedule names the schedule whose train started the release, if any.
+	Schedule string `json:"schedule,omitempty"`
 	// Undo, when set, makes this release the undo of a finished one: it
 	// returns the regions that release changed to the revisions it
 	// recorded, in reverse wave order, with the same lane, ownership
