@@ -40,6 +40,13 @@ type Spec struct {
 	Traffic  *Traffic        `json:"traffic,omitempty" yaml:"traffic,omitempty"`
 	Analysis []AnalysisCheck `json:"analysis,omitempty" yaml:"analysis,omitempty"`
 	Failover *Failover       `json:"failover,omitempty" yaml:"failover,omitempty"`
+	// TimeZone, Windows and Freezes say when regions may change
+	// (window.go); a region's own replace them. OnWindowClose says what a
+	// region does when its window closes mid-rollout.
+	TimeZone      string        `json:"timeZone,omitempty" yaml:"timeZone,omitempty"`
+	Windows       []Window      `json:"windows,omitempty" yaml:"windows,omitempty"`
+	Freezes       []Freeze      `json:"freezes,omitempty" yaml:"freezes,omitempty"`
+	OnWindowClose OnWindowClose `json:"onWindowClose,omitempty" yaml:"onWindowClose,omitempty"`
 
 	// Source is the file the spec was loaded from, for messages.
 	Source string `json:"source,omitempty" yaml:"-"`
@@ -85,6 +92,12 @@ type Region struct {
 	// load balancer).
 	Strategy *Strategy `json:"strategy,omitempty" yaml:"strategy,omitempty"`
 	Traffic  *Traffic  `json:"traffic,omitempty" yaml:"traffic,omitempty"`
+	// TimeZone is the region's IANA zone (Europe/Dublin), in which its
+	// windows and local freeze times are read; Windows and Freezes replace
+	// the application's.
+	TimeZone string   `json:"timeZone,omitempty" yaml:"timeZone,omitempty"`
+	Windows  []Window `json:"windows,omitempty" yaml:"windows,omitempty"`
+	Freezes  []Freeze `json:"freezes,omitempty" yaml:"freezes,omitempty"`
 }
 
 // Wave is a set of regions that change together, after the waves before it.

@@ -161,6 +161,21 @@ func validateRegions(s *Spec, ps *problems) map[string]int {
 		} else if msg := checkName(r.Namespace, 63, dnsLabel); msg != "" {
 			ps.add(at+".namespace", "invalid Kubernetes namespace: %s", msg)
 		}
+		zone := r.TimeZone
+		if zone == "" {
+			zone = s.TimeZone
+		}
+		if r.TimeZone != "" || len(r.Windows) > 0 || len(r.Freezes) > 0 {
+			validateDeployPolicy(at, zone, r.Windows, r.Freezes, ps)
+		}
+	}
+	if s.TimeZone != "" || len(s.Windows) > 0 || len(s.Freezes) > 0 {
+		validateDeployPolicy("", s.TimeZone, s.Windows, s.Freezes, ps)
+	}
+	switch s.OnWindowClose {
+	case "", WindowCloseHold, WindowCloseFinish:
+	default:
+		ps.add("onWindowClose", "unknown value %q (values: %s, %s)", s.OnWindowClose, WindowCloseHold, WindowCloseFinish)
 	}
 	return index
 }

@@ -36,6 +36,10 @@ type releases interface {
 	Result(ctx context.Context, releaseID string) (*workflows.ReleaseResult, error)
 	List(ctx context.Context, q control.ListQuery) ([]control.ReleaseInfo, error)
 	RestoreTraffic(ctx context.Context, o control.RestoreOptions) (control.RestoreResult, error)
+	Freeze(ctx context.Context, q workflows.FreezeRequest) (*workflows.FreezeState, error)
+	Unfreeze(ctx context.Context, q workflows.FreezeRequest) (*workflows.FreezeState, error)
+	Freezes(ctx context.Context) (*workflows.FreezeState, error)
+	OverrideWindow(ctx context.Context, releaseID string, a workflows.GateAnswer, opts ...control.UpdateOption) error
 	URL(releaseID string) string
 }
 
@@ -157,11 +161,12 @@ func (a *app) rootCmd() *cobra.Command {
 	f.StringVar(&a.g.user, "user", a.env("KEELSON_USER", user), "who you are, recorded with answers and controls (env KEELSON_USER)")
 
 	rel := &cobra.Command{Use: "release", Short: "Start, inspect and list releases"}
-	rel.AddCommand(a.startCmd(), a.statusCmd(), a.watchCmd(), a.listCmd())
+	rel.AddCommand(a.startCmd(), a.statusCmd(), a.watchCmd(), a.listCmd(), a.overrideWindowCmd())
 	root.AddCommand(rel, a.answerCmd(true), a.answerCmd(false))
 	for _, name := range []string{workflows.UpdatePause, workflows.UpdateResume, workflows.UpdateAbort, workflows.UpdatePromote, workflows.UpdateRollback} {
 		root.AddCommand(a.controlCmd(name))
 	}
+	root.AddCommand(a.freezeCmd(false), a.freezeCmd(true), a.freezesCmd())
 	root.AddCommand(a.trafficCmd(), a.versionCmd())
 	return root
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -90,6 +91,33 @@ func (f *fake) RestoreTraffic(_ context.Context, o control.RestoreOptions) (cont
 	return control.RestoreResult{ReleaseID: "release-demo-1.1.0", RestoreID: "traffic-restore-release-demo-1.1.0-us-east-1",
 		Result: workflows.TrafficRestoreResult{Region: o.Region, Weight: 100, After: map[string]int{"us-east-1": 100, "eu-west-1": 100}},
 		URL:    "http://ui/restore"}, f.err
+}
+
+func (f *fake) Freeze(_ context.Context, q workflows.FreezeRequest) (*workflows.FreezeState, error) {
+	f.record(fmt.Sprintf("freeze all=%v app=%s by %s: %s", q.All, q.Application, q.User, q.Reason))
+	st := &workflows.FreezeState{Apps: map[string]workflows.FreezeEntry{}}
+	e := workflows.FreezeEntry{User: q.User, Reason: q.Reason, Since: time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)}
+	if q.All {
+		st.All = &e
+	} else {
+		st.Apps[q.Application] = e
+	}
+	return st, f.err
+}
+
+func (f *fake) Unfreeze(_ context.Context, q workflows.FreezeRequest) (*workflows.FreezeState, error) {
+	f.record(fmt.Sprintf("unfreeze all=%v app=%s by %s", q.All, q.Application, q.User))
+	return &workflows.FreezeState{}, f.err
+}
+
+func (f *fake) Freezes(context.Context) (*workflows.FreezeState, error) {
+	f.record("freezes")
+	return &workflows.FreezeState{}, f.err
+}
+
+func (f *fake) OverrideWindow(_ context.Context, id string, a workflows.GateAnswer, _ ...control.UpdateOption) error {
+	f.record(fmt.Sprintf("override-window %s by %s: %s", id, a.User, a.Reason))
+	return f.err
 }
 
 func (f *fake) Status(_ context.Context, id string) (*workflows.Status, error) {
@@ -299,6 +327,34 @@ func TestTrafficRestore(t *testing.T) {
 		{"traffic", "restore", "us-east-1", "--app", "demo", "--release", "r", "--reason", "x"}, // both
 		{"traffic", "restore", "us-east-1", "--app", "demo"},                                    // no reason
 		{"traffic", "restore", "--app", "demo", "--reason", "x"},                                // no region
+	} {
+		f := &fake{}
+		if r := runWith(t, f, nil, args...); r.code != exitUsage || len(f.calls) != 0 {
+			t.Errorf("%v: exit %d calls %v, want %d and none", args, r.code, f.calls, exitUsage)
+		}
+	}
+}
+
+func TestFreezeCommands(t *testing.T) {
+	f := &fake{}
+	r := runWith(t, f, nil, "freeze", "--all", "--reason", "incident 4711", "--user", "sre")
+	if r.code != exitOK || f.calls[0] != "freeze all=true app= by sre: incident 4711" || !strings.Contains(r.stdout, "all applications") {
+		t.Errorf("freeze --all: exit %d calls %v out %q", r.code, f.calls, r.stdout)
+	}
+	f = &fake{}
+	if r := runWith(t, f, nil, "unfreeze", "--app", "web", "--user", "sre"); r.code != exitOK || f.calls[0] != "unfreeze all=false app=web by sre" {
+		t.Errorf("unfreeze --app: exit %d calls %v", r.code, f.calls)
+	}
+	f = &fake{}
+	if r := runWith(t, f, nil, "release", "override-window", "release-web-1.0.0", "--reason", "security fix", "--user", "alice"); r.code != exitOK ||
+		f.calls[0] != "override-window release-web-1.0.0 by alice: security fix" {
+		t.Errorf("override-window: exit %d calls %v", r.code, f.calls)
+	}
+	for _, args := range [][]string{
+		{"freeze", "--reason", "x"},                          // neither --all nor --app
+		{"freeze", "--all", "--app", "web", "--reason", "x"}, // both
+		{"freeze", "--all"},                                  // no reason
+		{"release", "override-window", "release-web-1.0.0"},  // no reason
 	} {
 		f := &fake{}
 		if r := runWith(t, f, nil, args...); r.code != exitUsage || len(f.calls) != 0 {

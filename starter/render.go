@@ -150,6 +150,16 @@ func renderStatus(w io.Writer, id string, st *workflows.Status, now time.Time, l
 	if st.Message != "" {
 		fmt.Fprintf(tw, "message\t%s\n", st.Message)
 	}
+	if h := st.Hold; h != nil {
+		line := fmt.Sprintf("%s since %s (%s ago)", h.Kind, when(h.Since, loc), dur(now.Sub(h.Since)))
+		if h.By != "" {
+			line += " by " + h.By
+		}
+		if !h.Until.IsZero() {
+			line += ", until " + when(h.Until, loc)
+		}
+		fmt.Fprintf(tw, "held\t%s\n", line)
+	}
 	if q := st.Queue; q != nil && q.Behind != "" {
 		fmt.Fprintf(tw, "queued\tbehind %s (position %d in the lane of %s)\n", q.Behind, q.Position, st.Application)
 	}

@@ -125,6 +125,7 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 	w.RegisterWorkflow(workflows.RegionRollout)
 	w.RegisterWorkflow(workflows.Lane)
 	w.RegisterWorkflow(workflows.TrafficRestore)
+	w.RegisterWorkflow(workflows.Freeze)
 	w.RegisterActivity(&coord.Activities{Client: tc})
 	w.RegisterActivity(&terraform.Activities{
 		Binary:    cfg.Terraform,

@@ -171,6 +171,8 @@ type Status struct {
 	// Failovers are the regions that lost their share of the failover
 	// name while the release ran.
 	Failovers []Failover `json:"failovers,omitempty"`
+	// Hold says why the release waits (a freeze, its deploy windows).
+	Hold *HoldStatus `json:"hold,omitempty"`
 }
 
 // QueueStatus says what a queued release waits for.

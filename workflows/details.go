@@ -47,6 +47,16 @@ func releaseDetails(s *Status) string {
 			b.WriteString("\n")
 		}
 	}
+	if h := s.Hold; h != nil {
+		b.WriteString(fmt.Sprintf("**Held** (%s) since %s", h.Kind, h.Since.UTC().Format(time.RFC3339)))
+		if h.By != "" {
+			b.WriteString(" by " + h.By)
+		}
+		if !h.Until.IsZero() {
+			b.WriteString(", until " + h.Until.UTC().Format(time.RFC3339))
+		}
+		b.WriteString(": " + h.Reason + "\n\n")
+	}
 	for _, f := range s.Failovers {
 		b.WriteString(fmt.Sprintf("**Failover**: %s failed check %s (%s)", f.Region, f.Check, f.Reason))
 		if f.Error != "" {

@@ -322,6 +322,18 @@ func (r *releaseImpl) setHandlers(ctx workflow.Context) error {
 			r.answer(ctx, approve, a)
 		})
 	}
+	// The override of deploy windows: an approver's decision, recorded.
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateOverrideWindow, func(ctx workflow.Context, a GateAnswer) (Approval, error) {
+		return r.override(ctx, a), nil
+	}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, a GateAnswer) error { return r.validateOverride(a) }}); err != nil {
+		return fmt.Errorf("set %s update: %w", UpdateOverrideWindow, err)
+	}
+	// The stop-the-line switch's answers (see freeze.go).
+	r.listenSignal(ctx, SignalReleaseHold, func(ctx workflow.Context, payload workflow.ReceiveChannel) {
+		var h Hold
+		payload.Receive(ctx, &h)
+		r.setHold(ctx, h)
+	})
 	// The lane's answers (see lane.go).
 	r.listenSignal(ctx, SignalLaneGranted, func(ctx workflow.Context, payload workflow.ReceiveChannel) {
 		var q LaneQueued

@@ -75,6 +75,12 @@ type RegionInput struct {
 	Traffic       *traffic.Target         `json:"traffic,omitempty"`
 	Analysis      []release.AnalysisCheck `json:"analysis,omitempty"`
 	StableVersion string                  `json:"stableVersion,omitempty"`
+
+	// Policy, when set, is the region's deploy windows and freezes: the
+	// region holds between steps while they are closed, unless
+	// WindowOverride (an approver overrode them before it started).
+	Policy         *release.DeployPolicy `json:"policy,omitempty"`
+	WindowOverride bool                  `json:"windowOverride,omitempty"`
 }
 
 // RegionRollout changes one region: Terraform apply, Helm upgrade with the
@@ -112,6 +118,12 @@ type regionImpl struct {
 	advance      bool
 	strategyWait workflow.CancelFunc
 	decidedAt    time.Time
+
+	// Holds (hold.go): the stop-the-line switch's answer as the release
+	// passes it on, and the deploy windows' override.
+	hold           Hold
+	windowOverride bool
+	windowsAsked   bool
 }
 
 func (r *regionImpl) setup(ctx workflow.Context) error {
@@ -150,6 +162,18 @@ func (r *regionImpl) setup(ctx workflow.Context) error {
 		r.promoted = true
 		if r.status.Step == StepBake && r.cancelWait != nil {
 			r.cancelWait()
+		}
+	})
+	r.windowOverride = r.in.WindowOverride
+	listen(SignalRegionWindowOverride, func() { r.windowOverride = true })
+	holds := workflow.GetSignalChannel(ctx, SignalRegionHold)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			var h Hold
+			if !holds.Receive(ctx, &h) {
+				return
+			}
+			r.hold = h
 		}
 	})
 	listen(SignalRegionAbort, func() {
@@ -243,6 +267,9 @@ func (r *regionImpl) checkpoint(ctx workflow.Context, step string) error {
 			return err
 		}
 		r.status.Phase = PhaseDeploying
+	}
+	if err := r.awaitRegionHolds(ctx, step); err != nil {
+		return err
 	}
 	if r.aborted {
 		return errAborted

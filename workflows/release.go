@@ -55,6 +55,15 @@ type releaseImpl struct {
 
 	failover failoverState
 
+	// The stop-the-line switch's answer (hold), whether it came, and
+	// whether the release subscribed; windows is set for runs that wait
+	// for deploy windows, and windowOverride once an approver overrode them.
+	hold             Hold
+	holdKnown        bool
+	freezeSubscribed bool
+	windows          bool
+	windowOverride   *Approval
+
 	notifier
 }
 
@@ -127,6 +136,12 @@ func (r *releaseImpl) run(ctx workflow.Context) (*ReleaseResult, error) {
 	r.notify(ctx, notifyStarted, "")
 	failed := ""
 	if r.owned {
+		if workflow.GetVersion(ctx, changeStopTheLine, workflow.DefaultVersion, 1) >= 1 {
+			r.subscribeFreeze(ctx)
+		}
+		if r.in.Spec.HasDeployPolicy() && r.in.Undo == nil {
+			r.windows = workflow.GetVersion(ctx, changeWindows, workflow.DefaultVersion, 1) >= 1
+		}
 		if !r.acquireLane(ctx) {
 			if r.abort == nil && r.manual == nil {
 				failed = r.reason
@@ -147,6 +162,12 @@ func (r *releaseImpl) run(ctx workflow.Context) (*ReleaseResult, error) {
 			break
 		}
 		if err := r.awaitResumed(ctx); err != nil {
+			break
+		}
+		if err := r.awaitUnheld(ctx); err != nil {
+			break
+		}
+		if err := r.awaitWindows(ctx, wi); err != nil {
 			break
 		}
 		r.setWavePhase(wi, PhasePlanning)
@@ -173,6 +194,12 @@ func (r *releaseImpl) run(ctx workflow.Context) (*ReleaseResult, error) {
 			break
 		}
 		if err := r.awaitResumed(ctx); err != nil {
+			break
+		}
+		if err := r.awaitUnheld(ctx); err != nil {
+			break
+		}
+		if err := r.awaitWindows(ctx, wi); err != nil {
 			break
 		}
 		r.setWavePhase(wi, PhaseDeploying)
@@ -347,7 +374,7 @@ func (r *releaseImpl) runWave(ctx workflow.Context, wi int, plans map[string]*te
 	inFlight := 0
 	failed := ""
 	for len(pending) > 0 || inFlight > 0 {
-		for inFlight < limit && len(pending) > 0 && failed == "" && !r.stopping(ctx) && !r.status.Paused {
+		for inFlight < limit && len(pending) > 0 && failed == "" && !r.stopping(ctx) && !r.status.Paused && !r.hold.Held {
 			name := pending[0]
 			pending = pending[1:]
 			f := r.startRegion(ctx, wi, name, plans[name])
@@ -395,8 +422,11 @@ func (r *releaseImpl) runWave(ctx workflow.Context, wi int, plans map[string]*te
 			if len(pending) == 0 || failed != "" || r.stopping(ctx) {
 				break
 			}
-			// Paused between two regions of the wave.
+			// Paused or held between two regions of the wave.
 			if err := r.awaitResumed(ctx); err != nil {
+				break
+			}
+			if err := r.awaitUnheld(ctx); err != nil {
 				break
 			}
 			continue
@@ -440,6 +470,8 @@ func (r *releaseImpl) startRegion(ctx workflow.Context, wi int, name string, pla
 		in.StableVersion = base.Version
 	}
 	r.progressive(in)
+	in.Policy = r.regionPolicy(name)
+	in.WindowOverride = r.windowOverride != nil
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:        RegionID(r.id, name),
 		StaticSummary:     fmt.Sprintf("%s %s in %s (wave %s)", spec.Application, r.in.Version, name, wave.Name),
@@ -455,6 +487,9 @@ func (r *releaseImpl) startRegion(ctx workflow.Context, wi int, name string, pla
 	// A pause or abort that arrived before the child started must reach it.
 	if r.status.Paused {
 		f.SignalChildWorkflow(ctx, SignalRegionPause, Control{})
+	}
+	if r.hold.Held {
+		f.SignalChildWorkflow(ctx, SignalRegionHold, r.hold)
 	}
 	r.details(ctx)
 	return f
@@ -523,6 +558,7 @@ func (r *releaseImpl) finish(ctx workflow.Context, failed string) (*ReleaseResul
 	}
 	if r.owned {
 		r.releaseLane(ctx)
+		r.unsubscribeFreeze(ctx)
 	}
 	r.status.Gate = nil
 	r.setPhase(ctx, phase, r.reason)

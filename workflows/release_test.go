@@ -70,8 +70,9 @@ type releaseSuite struct {
 	planErr     error
 	expect      []expectation
 
-	laneAsks, laneReleases int
-	owners                 map[string]string // region -> run id of its latest revision
+	laneAsks, laneReleases   int
+	subscribed, unsubscribed int
+	owners                   map[string]string // region -> run id of its latest revision
 	// Overrides of the activities' default behaviour, set by a test.
 	applyFn    func(terraform.ApplyInput) (*terraform.ApplyResult, error)
 	upgradeFn  func(helm.UpgradeInput) (*helm.UpgradeResult, error)
@@ -175,6 +176,10 @@ func (s *releaseSuite) SetupTest() {
 	s.env.OnActivity(co.SignalWithStart, mock.Anything, mock.Anything).Return(func(_ context.Context, in coord.SignalWithStartInput) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		if in.WorkflowID == FreezeID {
+			s.subscribed++
+			return nil
+		}
 		s.laneAsks++
 		return nil
 	})
@@ -182,6 +187,13 @@ func (s *releaseSuite) SetupTest() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.laneReleases++
+		return nil
+	})
+	s.subscribed, s.unsubscribed = 0, 0
+	s.env.OnSignalExternalWorkflow(mock.Anything, FreezeID, "", SignalFreezeUnsubscribe, mock.Anything).Return(func(_, _, _, _ string, _ any) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.unsubscribed++
 		return nil
 	})
 	s.env.OnActivity(co.CancelRequester, mock.Anything, mock.Anything).Return(&coord.CancelRequest{Identity: "alice@laptop"}, nil)
@@ -207,6 +219,8 @@ func (s *releaseSuite) input() *ReleaseInput {
 	if !s.holdLane {
 		s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(SignalLaneGranted, LaneQueued{}) }, 0)
 	}
+	// The stop-the-line switch's first answer: nothing frozen.
+	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(SignalReleaseHold, Hold{}) }, 0)
 	return &ReleaseInput{Spec: testSpec(), Version: "1.4.2", StartedBy: "ci"}
 }
 

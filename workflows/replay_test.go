@@ -66,6 +66,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(RegionRollout)
 			r.RegisterWorkflow(Lane)
 			r.RegisterWorkflow(TrafficRestore)
+			r.RegisterWorkflow(Freeze)
 			err = r.ReplayWorkflowHistoryWithOptions(log.NewStructuredLogger(slog.New(slog.DiscardHandler)), hist,
 				worker.ReplayWorkflowHistoryOptions{OriginalExecution: workflow.Execution{ID: id}})
 			if err != nil {

@@ -34,6 +34,14 @@ const (
 	// changeFailover: regions that finished are watched by the file's
 	// failover check while later waves run (workflows/failover.go).
 	changeFailover = "keelson-failover"
+	// changeStopTheLine: a release subscribes to the stop-the-line switch
+	// (freeze.go) when it starts, waits while a freeze holds it, and
+	// unsubscribes when it finishes.
+	changeStopTheLine = "keelson-stop-the-line"
+	// changeWindows: waves wait for their regions' deploy windows, and
+	// regions hold between steps when their window closes (hold.go).
+	// Asked only by releases whose file has windows or freezes.
+	changeWindows = "keelson-windows"
 )
 
 // LaneWorkflow is the lane's workflow type name, as registered.
