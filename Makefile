@@ -57,8 +57,7 @@ test-unit:
 # The integration tests find the lab through these variables: the running
 # Temporal server, the kubeconfig with one context per region, the lab's
 # binaries, its scripts (worker.sh kill9, temporal.sh stop|start) and ours.
-test-integration:
-	KEELSON_LAB=1 \
+LAB_TEST_ENV = KEELSON_LAB=1 \
 	KEELSON_LAB_DIR=$(LAB_DIR) \
 	KEELSON_LAB_BIN=$(LAB_BIN) \
 	KEELSON_LAB_SCRIPTS=$(LAB) \
@@ -67,7 +66,10 @@ test-integration:
 	KUBECONFIG=$(LAB_DIR)/kubeconfig \
 	TEMPORAL_ADDRESS=127.0.0.1:7233 \
 	TF_CLI_CONFIG_FILE=$(LAB_DIR)/terraformrc \
-	PATH=$(LAB_BIN):$(CURDIR)/bin:$$PATH \
+	PATH=$(LAB_BIN):$(CURDIR)/bin:$$PATH
+
+test-integration:
+	$(LAB_TEST_ENV) \
 	$(GO) test -count=1 -timeout 40m ./integration/...
 
 # vet, and workflowcheck: workflow code must stay deterministic.
@@ -94,14 +96,5 @@ bench-helm-memory:
 # its pauses (KEELSON_FIGURES_RUNS runs each, 5; KEELSON_FIGURES_PAUSE, 20s).
 # It runs against the running lab: it needs `make up`.
 figures-progressive: ## progressive delivery's figures (auto-rollback delays, canary wall time) on the running lab
-	KEELSON_LAB=1 \
-	KEELSON_LAB_DIR=$(LAB_DIR) \
-	KEELSON_LAB_BIN=$(LAB_BIN) \
-	KEELSON_LAB_SCRIPTS=$(LAB) \
-	KEELSON_BIN=$(CURDIR)/bin \
-	KEELSON_KUBECONFIG=$(LAB_DIR)/kubeconfig \
-	KUBECONFIG=$(LAB_DIR)/kubeconfig \
-	TEMPORAL_ADDRESS=127.0.0.1:7233 \
-	TF_CLI_CONFIG_FILE=$(LAB_DIR)/terraformrc \
-	PATH=$(LAB_BIN):$(CURDIR)/bin:$$PATH \
+	$(LAB_TEST_ENV) \
 	$(GO) test -count=1 -tags figures -run 'TestFigures' -v -timeout 60m ./integration/
