@@ -397,6 +397,12 @@ func (r *releaseImpl) runWave(ctx workflow.Context, wi int, plans map[string]*te
 				if res.Phase == PhaseSucceeded {
 					rs.Step = StepDone
 				}
+				if ar := res.AutoRollback; ar != nil && !ar.HelmAt.IsZero() {
+					// The region reverted by itself: its last progress
+					// report was sent before the side was removed.
+					rs.Phase, rs.Step = PhaseRolledBack, "reverted: traffic on stable, side removed"
+					rs.Traffic = res.Traffic
+				}
 				rs.PreviousRevision, rs.Revision = res.PreviousRevision, res.Revision
 				if r.owned && res.Phase == PhaseAborted && r.abort == nil && r.manual == nil && failed == "" {
 					// The region's own workflow was cancelled (from the Web
