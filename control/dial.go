@@ -24,6 +24,9 @@ type DialOptions struct {
 	Wait time.Duration
 	// Identity names this client in histories; the SDK's pid@host when empty.
 	Identity string
+	// MetricsHandler receives the SDK's own metrics (the worker exports
+	// them on /metrics); none when nil.
+	MetricsHandler client.MetricsHandler
 }
 
 // Dial connects to Temporal. The connection reports to Client.Start whether
@@ -31,9 +34,10 @@ type DialOptions struct {
 // in the raw response.
 func Dial(ctx context.Context, o DialOptions) (client.Client, error) {
 	opts := client.Options{
-		HostPort:  o.Address,
-		Namespace: o.Namespace,
-		Identity:  o.Identity,
+		HostPort:       o.Address,
+		Namespace:      o.Namespace,
+		Identity:       o.Identity,
+		MetricsHandler: o.MetricsHandler,
 		ConnectionOptions: client.ConnectionOptions{
 			DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(startProbeInterceptor)},
 		},

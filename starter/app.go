@@ -40,6 +40,7 @@ type releases interface {
 	Unfreeze(ctx context.Context, q workflows.FreezeRequest) (*workflows.FreezeState, error)
 	Freezes(ctx context.Context) (*workflows.FreezeState, error)
 	OverrideWindow(ctx context.Context, releaseID string, a workflows.GateAnswer, opts ...control.UpdateOption) error
+	DoraRecords(ctx context.Context, q control.DoraQuery) (control.DoraData, error)
 	URL(releaseID string) string
 }
 
@@ -168,6 +169,8 @@ func (a *app) rootCmd() *cobra.Command {
 	}
 	root.AddCommand(a.freezeCmd(false), a.freezeCmd(true), a.freezesCmd())
 	root.AddCommand(a.trafficCmd(), a.versionCmd())
+	root.AddCommand(a.scheduleCmd())
+	root.AddCommand(a.reportCmd())
 	return root
 }
 

@@ -37,6 +37,9 @@ type fake struct {
 	restore  control.RestoreOptions
 
 	startOpts control.StartOptions
+
+	dora      control.DoraData
+	doraQuery control.DoraQuery
 }
 
 func (f *fake) record(s string) {
@@ -153,6 +156,12 @@ func (f *fake) Result(ctx context.Context, id string) (*workflows.ReleaseResult,
 func (f *fake) List(_ context.Context, q control.ListQuery) ([]control.ReleaseInfo, error) {
 	f.record("list " + q.Visibility())
 	return nil, f.err
+}
+
+func (f *fake) DoraRecords(_ context.Context, q control.DoraQuery) (control.DoraData, error) {
+	f.record("dora " + q.Application)
+	f.doraQuery = q
+	return f.dora, f.err
 }
 
 func (f *fake) URL(id string) string { return "http://ui/namespaces/default/workflows/" + id }

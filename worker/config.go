@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keelson-dev/keelson/dora"
 	"github.com/keelson-dev/keelson/workflows"
 )
 
@@ -40,6 +41,11 @@ type config struct {
 
 	LogLevel  slog.Level
 	LogFormat string
+
+	// DoraWindow is the period of the DORA figures on /metrics, recomputed
+	// every DoraInterval (0 turns them off).
+	DoraWindow   time.Duration
+	DoraInterval time.Duration
 }
 
 // option is one setting: its flag, its environment variable and its default.
@@ -60,7 +66,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if dataHome == "" {
 		dataHome = filepath.Join(home, ".local", "share")
 	}
-	var dialTimeout, logLevel, terraform string
+	var dialTimeout, logLevel, terraform, doraWindow, doraInterval string
 	opts := []option{
 		{"temporal-address", "TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port", &c.TemporalAddress},
 		{"namespace", "TEMPORAL_NAMESPACE", "default", "Temporal namespace", &c.Namespace},
@@ -71,10 +77,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		{"work-dir", "KEELSON_WORK_DIR", filepath.Join(dataHome, "keelson", "work"), "folder of Terraform working copies and local state", &c.WorkDir},
 		{"kubeconfig", "KUBECONFIG", filepath.Join(home, ".kube", "config"), "kubeconfig with one context per region", &c.Kubeconfig},
 		{"terraform", "KEELSON_TERRAFORM", "", "terraform binary (default: terraform on PATH)", &terraform},
-		{"http-addr", "KEELSON_HTTP_ADDR", "127.0.0.1:8095", "address of /healthz, /readyz and Slack callbacks; empty disables", &c.HTTPAddr},
+		{"http-addr", "KEELSON_HTTP_ADDR", "127.0.0.1:8095", "address of /healthz, /readyz, /metrics and Slack callbacks; empty disables", &c.HTTPAddr},
 		{"slack-path", "KEELSON_SLACK_PATH", "/slack/interactions", "HTTP path of Slack interaction callbacks (when a signing secret is set)", &c.SlackPath},
 		{"log-level", "KEELSON_LOG_LEVEL", "info", "debug, info, warn or error", &logLevel},
 		{"log-format", "KEELSON_LOG_FORMAT", "text", "text or json", &c.LogFormat},
+		{"dora-window", "KEELSON_DORA_WINDOW", "30d", "period of the DORA figures on /metrics (30d, 2w, 12h)", &doraWindow},
+		{"dora-interval", "KEELSON_DORA_INTERVAL", "1m", "how often the DORA figures are recomputed from Temporal's visibility; 0 disables them", &doraInterval},
 	}
 	fs := flag.NewFlagSet("keelson-worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -105,6 +113,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	var err error
 	if c.DialTimeout, err = time.ParseDuration(dialTimeout); err != nil || c.DialTimeout < 0 {
 		return config{}, bad("dial-timeout", "%q is not a duration like 30s or 2m", dialTimeout)
+	}
+	if c.DoraWindow, err = dora.ParseWindow(doraWindow); err != nil {
+		return config{}, bad("dora-window", "%v", err)
+	}
+	if c.DoraInterval, err = time.ParseDuration(doraInterval); err != nil || c.DoraInterval < 0 {
+		return config{}, bad("dora-interval", "%q is not a duration like 1m or 30s", doraInterval)
 	}
 	if c.LogLevel, err = parseLevel(logLevel); err != nil {
 		return config{}, bad("log-level", "%q: want debug, info, warn or error", logLevel)

@@ -22,6 +22,7 @@ func TestConfigDefaults(t *testing.T) {
 		UIURL: "http://localhost:8233", Artifacts: "/home/k/.local/share/keelson/artifacts",
 		WorkDir: "/home/k/.local/share/keelson/work", Kubeconfig: "/home/k/.kube/config",
 		HTTPAddr: "127.0.0.1:8095", SlackPath: "/slack/interactions", LogLevel: slog.LevelInfo, LogFormat: "text",
+		DoraWindow: 30 * 24 * time.Hour, DoraInterval: time.Minute,
 	}
 	c.Terraform = "" // depends on this machine's PATH; checked below
 	if c != want {

@@ -30,6 +30,7 @@ import (
 	"github.com/keelson-dev/keelson/activities/slack"
 	"github.com/keelson-dev/keelson/activities/terraform"
 	"github.com/keelson-dev/keelson/activities/traffic"
+	"github.com/keelson-dev/keelson/activities/train"
 	"github.com/keelson-dev/keelson/control"
 	"github.com/keelson-dev/keelson/worker/slackhook"
 	"github.com/keelson-dev/keelson/workflows"
@@ -82,6 +83,9 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 	// The probes listen before dialing, so an orchestrator sees a live
 	// process that is not ready yet while Temporal comes up.
 	probes := newProbes()
+	m := newMetrics(log)
+	defer m.close()
+	probes.mux.Handle("GET /metrics", m.handler())
 	var srv *http.Server
 	if cfg.HTTPAddr != "" {
 		var err error
@@ -96,7 +100,7 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 	}
 
 	tc, err := control.Dial(ctx, control.DialOptions{
-		Address: cfg.TemporalAddress, Namespace: cfg.Namespace, Logger: log, Wait: cfg.DialTimeout,
+		Address: cfg.TemporalAddress, Namespace: cfg.Namespace, Logger: log, Wait: cfg.DialTimeout, MetricsHandler: m.sdk,
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -120,13 +124,15 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 		return fmt.Errorf("--work-dir: %w", err)
 	}
 
-	w := worker.New(tc, cfg.TaskQueue, worker.Options{WorkerStopTimeout: stopTimeout})
+	w := worker.New(tc, cfg.TaskQueue, worker.Options{WorkerStopTimeout: stopTimeout, Interceptors: m.interceptors()})
 	w.RegisterWorkflow(workflows.Release)
 	w.RegisterWorkflow(workflows.RegionRollout)
 	w.RegisterWorkflow(workflows.Lane)
 	w.RegisterWorkflow(workflows.TrafficRestore)
 	w.RegisterWorkflow(workflows.Freeze)
+	w.RegisterWorkflow(workflows.Train)
 	w.RegisterActivity(&coord.Activities{Client: tc})
+	w.RegisterActivity(&train.Activities{Client: tc, Env: train.CommandEnv(environ), Logger: log.With("activities", "train")})
 	w.RegisterActivity(&terraform.Activities{
 		Binary:    cfg.Terraform,
 		WorkDir:   cfg.WorkDir,
@@ -162,6 +168,7 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 	}
 	probes.ready.Store(true)
 	log.Info("keelson-worker ready", "task_queue", cfg.TaskQueue)
+	m.startDora(ctx, cfg, tc, log)
 
 	<-ctx.Done()
 	log.Info("stopping: signal received", "grace", stopTimeout)

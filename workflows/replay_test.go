@@ -67,6 +67,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(Lane)
 			r.RegisterWorkflow(TrafficRestore)
 			r.RegisterWorkflow(Freeze)
+			r.RegisterWorkflow(Train)
 			err = r.ReplayWorkflowHistoryWithOptions(log.NewStructuredLogger(slog.New(slog.DiscardHandler)), hist,
 				worker.ReplayWorkflowHistoryOptions{OriginalExecution: workflow.Execution{ID: id}})
 			if err != nil {
