@@ -13,7 +13,7 @@ VERSION   ?= 1.0.0
 # Every package but the end-to-end tests, which need the running lab.
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/integration')
 
-.PHONY: build lab-build up down status clean-lab demo test test-unit test-integration lint bench bench-slack bench-helm-memory figures-progressive
+.PHONY: build lab-build up down status clean-lab demo test test-unit test-integration lint bench bench-slack bench-helm-memory figures-progressive figures-history
 
 build: ## the CLI (bin/keelson), the worker (bin/keelson-worker) and the lab's traffic generator (bin/keelson-traffic)
 	$(GO) build -o bin/keelson ./starter
@@ -97,4 +97,11 @@ bench-helm-memory:
 # It runs against the running lab: it needs `make up`.
 figures-progressive: ## progressive delivery's figures (auto-rollback delays, canary wall time) on the running lab
 	$(LAB_TEST_ENV) \
-	$(GO) test -count=1 -tags figures -run 'TestFigures' -v -timeout 60m ./integration/
+	$(GO) test -count=1 -tags figures -run 'TestFigures(AutoRollback|CanaryWallTime)' -v -timeout 60m ./integration/
+
+# The size of a release's own history: the demo's three regions with a gate,
+# and ten regions (needs `make up`; KEELSON_WORKER_BIN and
+# infra/lab/worker.sh restart run it against another build of the worker).
+figures-history: ## events in a release's history, 3 and 10 regions, on the running lab
+	$(LAB_TEST_ENV) \
+	$(GO) test -count=1 -tags figures -run 'TestFiguresHistorySize' -v -timeout 30m ./integration/

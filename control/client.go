@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -190,8 +191,18 @@ func (c *Client) Lane(ctx context.Context, application string) (*workflows.LaneS
 // Summary is the one line the Web UI shows for a release:
 // "demo 1.2.0: 3 regions in 2 waves".
 func Summary(spec *release.Spec, version string) string {
-	return fmt.Sprintf("%s %s: %s in %s", spec.Application, version,
-		plural(len(spec.Regions), "region"), plural(len(spec.Waves), "wave"))
+	waves := make([]string, 0, len(spec.Waves))
+	for _, w := range spec.Waves {
+		waves = append(waves, fmt.Sprintf("%s (%s)", w.Name, strings.Join(w.Regions, ", ")))
+	}
+	s := fmt.Sprintf("%s %s: %s", spec.Application, version, strings.Join(waves, " → "))
+	// The Web UI shows the summary on one line: a long list of regions
+	// gives way to the counts.
+	if len(s) > 160 {
+		s = fmt.Sprintf("%s %s: %s in %s", spec.Application, version,
+			plural(len(spec.Regions), "region"), plural(len(spec.Waves), "wave"))
+	}
+	return s
 }
 
 func plural(n int, word string) string {
@@ -273,7 +284,41 @@ func (c *Client) Status(ctx context.Context, releaseID string) (*workflows.Statu
 	if err := v.Get(&st); err != nil {
 		return nil, c.translate(o, fmt.Errorf("decode status: %w", err))
 	}
+	c.liveRegions(ctx, releaseID, &st)
 	return &st, nil
+}
+
+// liveRegions replaces the status of every region in progress by the
+// region's own, which is newer: a region tells its release only what the
+// release needs (a revision, a phase, users moved), not each step. A
+// region that cannot be asked keeps what the release knows.
+func (c *Client) liveRegions(ctx context.Context, releaseID string, st *workflows.Status) {
+	var wg sync.WaitGroup
+	for wi := range st.Waves {
+		for ri := range st.Waves[wi].Regions {
+			rs := &st.Waves[wi].Regions[ri]
+			switch rs.Phase {
+			case workflows.PhaseDeploying, workflows.PhaseBaking, workflows.PhasePaused, workflows.PhaseHeld:
+			default:
+				// Not started, finished, or in the release's own hands (a
+				// rollback): the release knows best.
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				v, err := c.T.QueryWorkflow(ctx, workflows.RegionID(releaseID, rs.Region), "", workflows.QueryStatus)
+				if err != nil {
+					return
+				}
+				var live workflows.RegionStatus
+				if v.Get(&live) == nil && live.Region == rs.Region && live.Seq >= rs.Seq {
+					*rs = live
+				}
+			}()
+		}
+	}
+	wg.Wait()
 }
 
 // Result waits for the release to finish and returns its result. A release
@@ -283,6 +328,10 @@ func (c *Client) Result(ctx context.Context, releaseID string) (*workflows.Relea
 	o := op{name: "result of", releaseID: releaseID}
 	var res workflows.ReleaseResult
 	if err := c.T.GetWorkflow(ctx, releaseID, "").Get(ctx, &res); err != nil {
+		if r, ok := workflows.ResultFromError(err); ok {
+			// A release that did not ship closes as Failed with its result.
+			return r, nil
+		}
 		var we *temporal.WorkflowExecutionError
 		if errors.As(err, &we) {
 			return nil, &Error{Message: oneLine(fmt.Sprintf("release %s ended without a result: %s", releaseID, causeOf(we))), Err: err}

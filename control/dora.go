@@ -12,6 +12,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/keelson-dev/keelson/dora"
 	"github.com/keelson-dev/keelson/workflows"
@@ -93,7 +94,9 @@ func (c *Client) DoraRecords(ctx context.Context, q DoraQuery) (DoraData, error)
 	var wg sync.WaitGroup
 	for i, r := range runs {
 		switch r.status {
-		case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED.String():
+		case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED.String(), enumspb.WORKFLOW_EXECUTION_STATUS_FAILED.String():
+			// Failed: a release that did not ship, with its result (a run
+			// that failed without one is skipped when it is read).
 		case enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW.String():
 			// Its successor run carries on the same release.
 			continue
@@ -155,7 +158,18 @@ func doraVisibility(application string, since time.Time) string {
 func (c *Client) doraRecord(ctx context.Context, id, runID string) (*dora.Release, error) {
 	var res workflows.ReleaseResult
 	if err := c.T.GetWorkflow(ctx, id, runID).Get(ctx, &res); err != nil {
-		return nil, fmt.Errorf("result: %w", err)
+		r, ok := workflows.ResultFromError(err)
+		var we *temporal.WorkflowExecutionError
+		switch {
+		case ok:
+			// A release that did not ship closes as Failed with its result.
+			res = *r
+		case errors.As(err, &we):
+			// Failed without a result (a bug, not an outcome): no record.
+			return nil, nil
+		default:
+			return nil, fmt.Errorf("result: %w", err)
+		}
 	}
 	in, err := c.startInput(ctx, id, runID)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/temporal"
@@ -150,13 +151,19 @@ func TestSummaryAndURL(t *testing.T) {
 	spec := &release.Spec{
 		Application: "demo",
 		Regions:     []release.Region{{Name: "a"}, {Name: "b"}, {Name: "c"}},
-		Waves:       []release.Wave{{Name: "canary"}, {Name: "rest"}},
+		Waves:       []release.Wave{{Name: "canary", Regions: []string{"a"}}, {Name: "rest", Regions: []string{"b", "c"}}},
 	}
-	if got, want := Summary(spec, "1.2.0"), "demo 1.2.0: 3 regions in 2 waves"; got != want {
+	if got, want := Summary(spec, "1.2.0"), "demo 1.2.0: canary (a) → rest (b, c)"; got != want {
 		t.Errorf("Summary = %q, want %q", got, want)
 	}
-	spec.Regions, spec.Waves = spec.Regions[:1], spec.Waves[:1]
-	if got, want := Summary(spec, "1.2.0"), "demo 1.2.0: 1 region in 1 wave"; got != want {
+	// Too many regions to name on one line: the counts.
+	spec.Waves = nil
+	for i := range 20 {
+		name := fmt.Sprintf("region-number-%d", i)
+		spec.Regions = append(spec.Regions, release.Region{Name: name})
+		spec.Waves = append(spec.Waves, release.Wave{Name: fmt.Sprintf("w%d", i), Regions: []string{name}})
+	}
+	if got, want := Summary(spec, "1.2.0"), "demo 1.2.0: 23 regions in 20 waves"; got != want {
 		t.Errorf("Summary = %q, want %q", got, want)
 	}
 	if got, want := testClient().URL("release-demo-1.2.0"), "http://localhost:8233/namespaces/default/workflows/release-demo-1.2.0"; got != want {
@@ -185,6 +192,12 @@ func TestVisibilityQuery(t *testing.T) {
 	want := "WorkflowType = 'Release' AND KeelsonApplication = 'demo' AND KeelsonVersion = '1\\'2' AND KeelsonPhase = 'deploying'"
 	if got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	got = ListQuery{Application: "demo", Attention: true, AttentionSince: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)}.Visibility()
+	want = "WorkflowType = 'Release' AND KeelsonApplication = 'demo' AND (KeelsonPhase IN ('awaiting-approval', 'paused', 'held') OR " +
+		"(KeelsonPhase IN ('failed', 'rolled-back') AND CloseTime > '2026-11-21T09:00:00Z'))"
+	if got != want {
+		t.Errorf("attention:\n got  %q\nwant %q", got, want)
 	}
 	if statusName("WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW") != "Continued-as-new" {
 		t.Errorf("statusName = %q", statusName("WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW"))

@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -19,6 +20,19 @@ type ListQuery struct {
 	Phase       string
 	// Limit caps the number of releases returned, newest first; 50 when zero.
 	Limit int
+	// Attention keeps the releases a person should look at: waiting for an
+	// approval, paused or held now, or failed or rolled back since
+	// AttentionSince (AttentionQuery).
+	Attention      bool
+	AttentionSince time.Time
+}
+
+// AttentionQuery is the visibility filter of the releases that need a
+// person: the same text works in the Web UI's search box.
+func AttentionQuery(since time.Time) string {
+	return fmt.Sprintf("(%s IN ('%s', '%s', '%s') OR (%s IN ('%s', '%s') AND CloseTime > '%s'))",
+		workflows.SearchAttrPhase, workflows.PhaseAwaitGate, workflows.PhasePaused, workflows.PhaseHeld,
+		workflows.SearchAttrPhase, workflows.PhaseFailed, workflows.PhaseRolledBack, since.UTC().Format(time.RFC3339))
 }
 
 // ReleaseInfo is one release as visibility sees it.
@@ -46,6 +60,9 @@ func (q ListQuery) Visibility() string {
 	add(workflows.SearchAttrApplication, q.Application)
 	add(workflows.SearchAttrVersion, q.Version)
 	add(workflows.SearchAttrPhase, q.Phase)
+	if q.Attention {
+		clauses = append(clauses, AttentionQuery(q.AttentionSince))
+	}
 	// No ORDER BY: the dev server's SQLite visibility refuses it, and every
 	// store already lists newest first.
 	return strings.Join(clauses, " AND ")

@@ -93,9 +93,11 @@ func (c *Client) Undo(ctx context.Context, releaseID string, o UndoOptions) (Sta
 	}
 	info := d.GetWorkflowExecutionInfo()
 	runID := info.GetExecution().GetRunId()
-	if info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+	if st := info.GetStatus(); st != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED && st != enumspb.WORKFLOW_EXECUTION_STATUS_FAILED {
 		return StartResult{}, &Error{Kind: ErrRefused, Message: fmt.Sprintf("rollback %s: it ended %s, without a result to undo", releaseID, strings.ToLower(info.GetStatus().String()))}
 	}
+	// A release that did not ship closes as Failed with its result; one
+	// that failed without a result (terminated) has nothing to undo.
 	res, err := c.Result(ctx, releaseID)
 	if err != nil {
 		return StartResult{}, err

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -313,7 +314,25 @@ func TestFailingRegionRollsBack(t *testing.T) {
 	if res.Phase != workflows.PhaseRolledBack {
 		t.Fatalf("bad version: want rolled-back, got %s", writeJSON(res))
 	}
-	l.record(t, id, "release-failing-region")
+	l.record(t, id, "release-not-shipped")
+	l.record(t, workflows.RegionID(id, "us-east-1"), "region-lean-progress")
+	// It did not ship: Temporal (the Web UI's list, `temporal workflow
+	// list`) shows it Failed with the outcome as the message, the CLI
+	// still reads its result, and --attention lists it.
+	d, err := l.tc.DescribeWorkflowExecution(context.Background(), id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := d.GetWorkflowExecutionInfo().GetStatus(); st != enumspb.WORKFLOW_EXECUTION_STATUS_FAILED {
+		t.Errorf("a rolled-back release closed as %s, want Failed", st)
+	}
+	events := l.history(t, id)
+	if f := events[len(events)-1].GetWorkflowExecutionFailedEventAttributes().GetFailure(); !strings.HasPrefix(f.GetMessage(), "rolled-back: region us-east-1 failed") {
+		t.Errorf("failure message %q, want the outcome and reason", f.GetMessage())
+	}
+	if out, code := l.keelson(t, "release", "list", "--attention", "--app", app); code != 0 || !strings.Contains(out, id) || !strings.Contains(out, "rolled-back") {
+		t.Errorf("release list --attention does not list %s: exit %d\n%s", id, code, out)
+	}
 	if !strings.Contains(res.Reason, "us-east-1") {
 		t.Errorf("reason %q does not name the failing region", res.Reason)
 	}

@@ -344,6 +344,20 @@ func TestTrafficRestore(t *testing.T) {
 	}
 }
 
+func TestListAttention(t *testing.T) {
+	f := &fake{}
+	a := newApp(&bytes.Buffer{}, &bytes.Buffer{}, func(string) string { return "" })
+	a.now = func() time.Time { return time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC) }
+	a.connect = func(context.Context, globals) (releases, func(), error) { return f, func() {}, nil }
+	if code := a.execute([]string{"release", "list", "--attention", "--user", "erin"}); code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	if len(f.calls) != 1 || !strings.Contains(f.calls[0], "KeelsonPhase IN ('awaiting-approval', 'paused', 'held')") ||
+		!strings.Contains(f.calls[0], "CloseTime > '2026-11-21T09:00:00Z'") {
+		t.Errorf("calls %v", f.calls)
+	}
+}
+
 func TestFreezeCommands(t *testing.T) {
 	f := &fake{}
 	r := runWith(t, f, nil, "freeze", "--all", "--reason", "incident 4711", "--user", "sre")

@@ -169,10 +169,14 @@ func (a *app) watchCmd() *cobra.Command {
 func (a *app) listCmd() *cobra.Command {
 	var q control.ListQuery
 	cmd := &cobra.Command{
-		Use:   "list [--app A] [--phase P] [--version V]",
+		Use:   "list [--app A] [--phase P] [--version V] [--attention]",
 		Short: "List releases, newest first",
-		Args:  cobra.NoArgs,
+		Long: `List releases, newest first. --attention keeps those a person should look at: waiting for an
+approval, paused or held now, or failed or rolled back in the last 24 hours. The same filter works in
+the Temporal Web UI's search box (see the README).`,
+		Args: cobra.NoArgs,
 	}
+	cmd.Flags().BoolVar(&q.Attention, "attention", false, "only releases waiting for a person, or failed or rolled back in the last 24 hours")
 	cmd.Flags().StringVar(&q.Application, "app", "", "only this application")
 	cmd.Flags().StringVar(&q.Phase, "phase", "", "only releases in this phase (deploying, awaiting-approval, succeeded...)")
 	cmd.Flags().StringVar(&q.Version, "version", "", "only this version")
@@ -185,6 +189,9 @@ func (a *app) listCmd() *cobra.Command {
 		defer closeFn()
 		ctx, cancel := context.WithTimeout(cmd.Context(), statusTimeout)
 		defer cancel()
+		if q.Attention {
+			q.AttentionSince = a.now().Add(-24 * time.Hour)
+		}
 		list, err := r.List(ctx, q)
 		if err != nil {
 			return err

@@ -170,7 +170,12 @@ func (r *releaseMetrics) ExecuteWorkflow(ctx workflow.Context, in *interceptor.E
 	}
 	application, phase := "", "error"
 	var took time.Duration
-	if res, ok := out.(*workflows.ReleaseResult); ok && res != nil && err == nil {
+	res, ok := out.(*workflows.ReleaseResult)
+	if err != nil {
+		// A release that did not ship closes as Failed with its result.
+		res, ok = workflows.ResultFromError(err)
+	}
+	if ok && res != nil {
 		application, phase, took = res.Application, string(res.Phase), res.Duration()
 	} else {
 		if len(in.Args) > 0 {

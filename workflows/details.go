@@ -86,6 +86,9 @@ func releaseDetails(s *Status) string {
 			b.WriteString("\n")
 		}
 	}
+	if len(s.Approvals) > 0 {
+		b.WriteString("\n")
+	}
 	for _, a := range s.Approvals {
 		verb := "rejected"
 		if a.Approved {
@@ -94,7 +97,10 @@ func releaseDetails(s *Status) string {
 		if a.TimedOut {
 			verb = "timed out"
 		}
-		b.WriteString(fmt.Sprintf("\nGate %s %s", a.Gate, verb))
+		if a.Gate == UpdateOverrideWindow {
+			verb = "granted"
+		}
+		b.WriteString(fmt.Sprintf("- %s %s", gateWord(a.Gate), verb))
 		if a.User != "" {
 			b.WriteString(fmt.Sprintf(" by %s", a.User))
 		}
@@ -105,8 +111,20 @@ func releaseDetails(s *Status) string {
 		if a.Reason != "" {
 			b.WriteString(fmt.Sprintf(": %s", a.Reason))
 		}
+		b.WriteString("\n")
 	}
+	// The Web UI makes the pane a little shorter than what it renders: a
+	// last line that may be clipped keeps the table and answers whole.
+	b.WriteString("\n_Each region's own workflow shows its live step._\n")
 	return b.String()
+}
+
+// gateWord names an approval's subject: a gate, or the windows' override.
+func gateWord(gate string) string {
+	if gate == UpdateOverrideWindow {
+		return "Deploy windows override"
+	}
+	return "Gate " + gate
 }
 
 func regionDetails(in *RegionInput, s RegionStatus) string {

@@ -124,6 +124,15 @@ type regionImpl struct {
 	hold           Hold
 	windowOverride bool
 	windowsAsked   bool
+
+	// lean is set for runs with changeLeanProgress: the release is told
+	// only what it needs (worthTelling); told is what it was told last.
+	lean bool
+	told RegionStatus
+	// awaitsPerson is set while the region waits for a person's promote;
+	// toldAwaits when the release was last told of such a wait.
+	awaitsPerson bool
+	toldAwaits   bool
 }
 
 func (r *regionImpl) setup(ctx workflow.Context) error {
@@ -204,6 +213,9 @@ func (r *regionImpl) run(ctx workflow.Context) (*RegionResult, error) {
 			}
 		})
 		ctx = dctx
+	}
+	if r.owned {
+		r.lean = workflow.GetVersion(ctx, changeLeanProgress, workflow.DefaultVersion, 1) >= 1
 	}
 	r.result.Started = workflow.Now(ctx)
 	r.status.Started = r.result.Started
@@ -310,7 +322,29 @@ func (r *regionImpl) report(ctx workflow.Context) {
 	if parent == nil {
 		return
 	}
+	if r.lean && !r.worthTelling() {
+		return
+	}
+	r.told = r.status
 	workflow.SignalExternalWorkflow(ctx, parent.ID, "", SignalRegionProgress, r.status)
+}
+
+// worthTelling reports whether the region's status changed in a way the
+// release needs (changeLeanProgress): a revision made (rollback depends on
+// it), the phase (paused, held, baking, rolling back), users moved, an
+// analysis concluded, an error. A step that merely follows another is not
+// sent: the region's own details show it, and `keelson release status`
+// reads it from the region (control.Client.Status). Each signal costs the
+// release a history event and a workflow task.
+func (r *regionImpl) worthTelling() bool {
+	t, s := r.told, r.status
+	// A step a person must act on (a pause until promoted), and the step
+	// after it, are told: the release's status is where people look.
+	person := r.awaitsPerson || r.toldAwaits || s.Phase == PhasePaused || s.Phase == PhaseHeld || s.Phase == PhaseRollingBack
+	r.toldAwaits = r.awaitsPerson
+	return s.Phase != t.Phase || s.Revision != t.Revision || s.PreviousRevision != t.PreviousRevision ||
+		s.Changed != t.Changed || Weights(s.Traffic) != Weights(t.Traffic) || s.Analysis != t.Analysis ||
+		s.Error != t.Error || s.Strategy != t.Strategy || (s.Step != t.Step && person)
 }
 
 func (r *regionImpl) target() helm.Target {

@@ -592,7 +592,7 @@ func (r *releaseImpl) finish(ctx workflow.Context, failed string) (*ReleaseResul
 		}
 	}
 	workflow.GetLogger(ctx).Info("Release finished", "phase", phase, "reason", r.reason)
-	return res, nil
+	return closeWith(ctx, res)
 }
 
 // rollback returns changed regions to the revision recorded before the

@@ -42,6 +42,12 @@ const (
 	// regions hold between steps when their window closes (hold.go).
 	// Asked only by releases whose file has windows or freezes.
 	changeWindows = "keelson-windows"
+	// changeOutcome: a release that did not ship closes as Failed, with its
+	// result as the failure's details (outcome.go).
+	changeOutcome = "keelson-outcome"
+	// changeLeanProgress: a region tells its release only what it needs
+	// (region.go, worthTelling), not every step.
+	changeLeanProgress = "keelson-lean-progress"
 )
 
 // LaneWorkflow is the lane's workflow type name, as registered.

@@ -274,8 +274,10 @@ func (r *regionImpl) pause(ctx workflow.Context, d time.Duration, label string) 
 	}
 	if d <= 0 {
 		r.status.Step = label + " (keelson promote to go on)"
+		r.awaitsPerson = true
 		r.report(ctx)
 		err := workflow.Await(ctx, func() bool { return r.advance || r.aborted })
+		r.awaitsPerson = false
 		r.advance = false
 		if err == nil && r.aborted {
 			return errAborted

@@ -306,6 +306,10 @@ func (t *trainImpl) release(ctx workflow.Context, res *TrainResult, resolved *tr
 		log.Info("Train cancelled while its release runs; the release goes on", "release", releaseID)
 		return nil, temporal.NewCanceledError(t.status.Message)
 	}
+	if shipped, ok := ResultFromError(childErr); ok {
+		// The release did not ship: it closed as Failed with its result.
+		rr, childErr = *shipped, nil
+	}
 	if childErr != nil {
 		err := fmt.Errorf("train of schedule %s: %s ended without a result: %s", t.in.Schedule, releaseID, cause(childErr))
 		t.status.Step, t.status.Message = TrainStepDone, cause(err)
