@@ -198,6 +198,19 @@ func (a *app) dial(ctx context.Context) (releases, func(), error) {
 	return a.connect(ctx, a.g)
 }
 
+// call dials for one command and runs fn with a context bounded by
+// timeout; the connection is closed when fn returns.
+func (a *app) call(parent context.Context, timeout time.Duration, fn func(ctx context.Context, r releases) error) error {
+	r, closeFn, err := a.dial(parent)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
+	return fn(ctx, r)
+}
+
 func dialControl(ctx context.Context, g globals) (releases, func(), error) {
 	host, _ := os.Hostname()
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)

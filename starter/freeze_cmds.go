@@ -35,34 +35,30 @@ func (a *app) freezeCmd(unfreeze bool) *cobra.Command {
 		if !unfreeze && q.Reason == "" {
 			return usageError("freeze needs --reason: the people it holds read it")
 		}
-		r, closeFn, err := a.dial(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer closeFn()
-		ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
-		defer cancel()
-		q.User, q.Via = a.g.user, "cli"
-		var st *workflows.FreezeState
-		if unfreeze {
-			st, err = r.Unfreeze(ctx, q)
-		} else {
-			st, err = r.Freeze(ctx, q)
-		}
-		if err != nil {
-			return err
-		}
-		scope := "every application"
-		if !q.All {
-			scope = q.Application
-		}
-		if unfreeze {
-			fmt.Fprintf(a.out, "unfrozen: %s\n", scope)
-		} else {
-			fmt.Fprintf(a.out, "frozen: %s (%s)\n", scope, q.Reason)
-		}
-		renderFreezes(a, st)
-		return nil
+		return a.call(cmd.Context(), callTimeout, func(ctx context.Context, r releases) error {
+			q.User, q.Via = a.g.user, "cli"
+			var st *workflows.FreezeState
+			var err error
+			if unfreeze {
+				st, err = r.Unfreeze(ctx, q)
+			} else {
+				st, err = r.Freeze(ctx, q)
+			}
+			if err != nil {
+				return err
+			}
+			scope := "every application"
+			if !q.All {
+				scope = q.Application
+			}
+			if unfreeze {
+				fmt.Fprintf(a.out, "unfrozen: %s\n", scope)
+			} else {
+				fmt.Fprintf(a.out, "frozen: %s (%s)\n", scope, q.Reason)
+			}
+			renderFreezes(a, st)
+			return nil
+		})
 	})
 	return cmd
 }
@@ -74,19 +70,14 @@ func (a *app) freezesCmd() *cobra.Command {
 		Short: "Show the freezes in force and how many running releases the switch tells",
 		Args:  cobra.NoArgs,
 		RunE: a.runE(func(cmd *cobra.Command, _ []string) error {
-			r, closeFn, err := a.dial(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			ctx, cancel := context.WithTimeout(cmd.Context(), statusTimeout)
-			defer cancel()
-			st, err := r.Freezes(ctx)
-			if err != nil {
-				return err
-			}
-			renderFreezes(a, st)
-			return nil
+			return a.call(cmd.Context(), statusTimeout, func(ctx context.Context, r releases) error {
+				st, err := r.Freezes(ctx)
+				if err != nil {
+					return err
+				}
+				renderFreezes(a, st)
+				return nil
+			})
 		}),
 	}
 }
@@ -129,18 +120,13 @@ release's approvals. The stop-the-line switch (keelson freeze) is not overridden
 		if reason == "" {
 			return usageError("override-window needs --reason: it is recorded with the approvals")
 		}
-		r, closeFn, err := a.dial(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer closeFn()
-		ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
-		defer cancel()
-		if err := r.OverrideWindow(ctx, args[0], workflows.GateAnswer{User: a.g.user, Reason: reason, Via: "cli"}, control.WithIdempotencyKey(key)); err != nil {
-			return err
-		}
-		fmt.Fprintf(a.out, "deploy windows of %s overridden by %s\n", args[0], a.g.user)
-		return nil
+		return a.call(cmd.Context(), callTimeout, func(ctx context.Context, r releases) error {
+			if err := r.OverrideWindow(ctx, args[0], workflows.GateAnswer{User: a.g.user, Reason: reason, Via: "cli"}, control.WithIdempotencyKey(key)); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "deploy windows of %s overridden by %s\n", args[0], a.g.user)
+			return nil
+		})
 	})
 	return cmd
 }

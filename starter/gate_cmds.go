@@ -37,27 +37,22 @@ func (a *app) answerCmd(approve bool) *cobra.Command {
 		if !approve && reason == "" {
 			return usageError("reject needs --reason: it is recorded in the release's history")
 		}
-		r, closeFn, err := a.dial(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer closeFn()
-		ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
-		defer cancel()
-		ans := workflows.GateAnswer{Gate: gate, User: a.g.user, Reason: reason, Via: "cli"}
-		if err := r.Answer(ctx, args[0], approve, ans, control.WithIdempotencyKey(key)); err != nil {
-			return err
-		}
-		what := "the open gate"
-		if gate != "" {
-			what = "gate " + gate
-		}
-		verb := "rejected"
-		if approve {
-			verb = "approved"
-		}
-		fmt.Fprintf(a.out, "%s %s of %s as %s\n", verb, what, args[0], a.g.user)
-		return nil
+		return a.call(cmd.Context(), callTimeout, func(ctx context.Context, r releases) error {
+			ans := workflows.GateAnswer{Gate: gate, User: a.g.user, Reason: reason, Via: "cli"}
+			if err := r.Answer(ctx, args[0], approve, ans, control.WithIdempotencyKey(key)); err != nil {
+				return err
+			}
+			what := "the open gate"
+			if gate != "" {
+				what = "gate " + gate
+			}
+			verb := "rejected"
+			if approve {
+				verb = "approved"
+			}
+			fmt.Fprintf(a.out, "%s %s of %s as %s\n", verb, what, args[0], a.g.user)
+			return nil
+		})
 	})
 	return cmd
 }
@@ -108,41 +103,37 @@ argument is an application, and its latest finished release is undone if every r
 	}
 	cmd.Flags().StringVar(&key, "idempotency-key", "", "the same key makes a repeated command one request")
 	cmd.RunE = a.runE(func(cmd *cobra.Command, args []string) error {
-		r, closeFn, err := a.dial(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer closeFn()
-		ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
-		defer cancel()
-		ctl.User, ctl.Via = a.g.user, "cli"
-		if name == workflows.UpdateRollback {
-			var undo *control.StartResult
-			if to != "" {
-				res, err := r.RollbackTo(ctx, args[0], to, control.UndoOptions{StartedBy: a.g.user, Reason: ctl.Reason, Regions: ctl.Regions, Waves: ctl.Waves})
-				if err != nil {
+		return a.call(cmd.Context(), callTimeout, func(ctx context.Context, r releases) error {
+			ctl.User, ctl.Via = a.g.user, "cli"
+			if name == workflows.UpdateRollback {
+				var undo *control.StartResult
+				var err error
+				if to != "" {
+					res, err := r.RollbackTo(ctx, args[0], to, control.UndoOptions{StartedBy: a.g.user, Reason: ctl.Reason, Regions: ctl.Regions, Waves: ctl.Waves})
+					if err != nil {
+						return err
+					}
+					undo = &res
+				} else if undo, err = r.Rollback(ctx, args[0], ctl, control.WithIdempotencyKey(key)); err != nil {
 					return err
 				}
-				undo = &res
-			} else if undo, err = r.Rollback(ctx, args[0], ctl, control.WithIdempotencyKey(key)); err != nil {
+				if undo != nil {
+					fmt.Fprintf(a.out, "undo started: %s\nurl: %s\n", undo.ReleaseID, undo.URL)
+					return nil
+				}
+			} else if err := r.Control(ctx, args[0], name, ctl, control.WithIdempotencyKey(key)); err != nil {
 				return err
 			}
-			if undo != nil {
-				fmt.Fprintf(a.out, "undo started: %s\nurl: %s\n", undo.ReleaseID, undo.URL)
-				return nil
+			fmt.Fprintf(a.out, "%s %s", controlDone[name], args[0])
+			if len(ctl.Regions) > 0 {
+				fmt.Fprintf(a.out, " (regions %s)", joinComma(ctl.Regions))
 			}
-		} else if err := r.Control(ctx, args[0], name, ctl, control.WithIdempotencyKey(key)); err != nil {
-			return err
-		}
-		fmt.Fprintf(a.out, "%s %s", controlDone[name], args[0])
-		if len(ctl.Regions) > 0 {
-			fmt.Fprintf(a.out, " (regions %s)", joinComma(ctl.Regions))
-		}
-		if len(ctl.Waves) > 0 {
-			fmt.Fprintf(a.out, " (waves %s)", joinComma(ctl.Waves))
-		}
-		fmt.Fprintln(a.out)
-		return nil
+			if len(ctl.Waves) > 0 {
+				fmt.Fprintf(a.out, " (waves %s)", joinComma(ctl.Waves))
+			}
+			fmt.Fprintln(a.out)
+			return nil
+		})
 	})
 	return cmd
 }
@@ -170,25 +161,20 @@ With --app, the release is the application's latest finished one that failed REG
 		if o.Reason == "" {
 			return usageError("traffic restore needs --reason: it is recorded with the restore")
 		}
-		r, closeFn, err := a.dial(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer closeFn()
-		ctx, cancel := context.WithTimeout(cmd.Context(), 2*callTimeout)
-		defer cancel()
-		o.Region, o.User, o.Via = args[0], a.g.user, "cli"
-		res, err := r.RestoreTraffic(ctx, o)
-		if err != nil {
-			return err
-		}
-		if res.Existing {
-			fmt.Fprintf(a.out, "%s was already restored after %s by %s at %s\n", o.Region, res.ReleaseID, res.Result.User, res.Result.At.In(a.loc).Format("2006-01-02 15:04:05"))
-		} else {
-			fmt.Fprintf(a.out, "restored %s's share after the failover of %s: weight %d\n", o.Region, res.ReleaseID, res.Result.Weight)
-		}
-		fmt.Fprintf(a.out, "weights: %s\nurl: %s\n", workflows.Weights(res.Result.After), res.URL)
-		return nil
+		return a.call(cmd.Context(), 2*callTimeout, func(ctx context.Context, r releases) error {
+			o.Region, o.User, o.Via = args[0], a.g.user, "cli"
+			res, err := r.RestoreTraffic(ctx, o)
+			if err != nil {
+				return err
+			}
+			if res.Existing {
+				fmt.Fprintf(a.out, "%s was already restored after %s by %s at %s\n", o.Region, res.ReleaseID, res.Result.User, res.Result.At.In(a.loc).Format("2006-01-02 15:04:05"))
+			} else {
+				fmt.Fprintf(a.out, "restored %s's share after the failover of %s: weight %d\n", o.Region, res.ReleaseID, res.Result.Weight)
+			}
+			fmt.Fprintf(a.out, "weights: %s\nurl: %s\n", workflows.Weights(res.Result.After), res.URL)
+			return nil
+		})
 	})
 	tr.AddCommand(restore)
 	return tr

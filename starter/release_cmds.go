@@ -126,24 +126,19 @@ func (a *app) statusCmd() *cobra.Command {
 		if output != "table" && output != "json" {
 			return usageError("--output %q: want table or json", output)
 		}
-		r, closeFn, err := a.dial(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer closeFn()
-		ctx, cancel := context.WithTimeout(cmd.Context(), statusTimeout)
-		defer cancel()
-		st, err := r.Status(ctx, args[0])
-		if err != nil {
-			return err
-		}
-		if output == "json" {
-			enc := json.NewEncoder(a.out)
-			enc.SetIndent("", "  ")
-			return enc.Encode(st)
-		}
-		renderStatus(a.out, args[0], st, a.now(), a.loc, a.color)
-		return nil
+		return a.call(cmd.Context(), statusTimeout, func(ctx context.Context, r releases) error {
+			st, err := r.Status(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				enc := json.NewEncoder(a.out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			renderStatus(a.out, args[0], st, a.now(), a.loc, a.color)
+			return nil
+		})
 	})
 	return cmd
 }
@@ -182,22 +177,17 @@ the Temporal Web UI's search box (see the README).`,
 	cmd.Flags().StringVar(&q.Version, "version", "", "only this version")
 	cmd.Flags().IntVar(&q.Limit, "limit", 50, "at most this many releases")
 	cmd.RunE = a.runE(func(cmd *cobra.Command, _ []string) error {
-		r, closeFn, err := a.dial(cmd.Context())
-		if err != nil {
-			return err
-		}
-		defer closeFn()
-		ctx, cancel := context.WithTimeout(cmd.Context(), statusTimeout)
-		defer cancel()
-		if q.Attention {
-			q.AttentionSince = a.now().Add(-24 * time.Hour)
-		}
-		list, err := r.List(ctx, q)
-		if err != nil {
-			return err
-		}
-		renderList(a.out, list, a.loc)
-		return nil
+		return a.call(cmd.Context(), statusTimeout, func(ctx context.Context, r releases) error {
+			if q.Attention {
+				q.AttentionSince = a.now().Add(-24 * time.Hour)
+			}
+			list, err := r.List(ctx, q)
+			if err != nil {
+				return err
+			}
+			renderList(a.out, list, a.loc)
+			return nil
+		})
 	})
 	return cmd
 }
