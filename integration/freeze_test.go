@@ -108,3 +108,47 @@ func TestStopTheLineHoldsReleasesOfTwoApplications(t *testing.T) {
 	l.record(t, ids[0], "release-frozen-mid-release")
 	l.record(t, ids[2], "release-frozen-before-start")
 }
+
+// TestDeployWindowHoldsUntilAnApproverOverrides: a release whose file
+// freezes its regions now waits before its first wave, held, with the
+// freeze's reason and end; a person who is not an approver cannot send it
+// outside its windows, an approver can, and the override is recorded.
+func TestDeployWindowHoldsUntilAnApproverOverrides(t *testing.T) {
+	l := newLab(t)
+	app := l.appName(t, "window")
+	now := time.Now().UTC()
+	file := l.releaseFile(t, app, func(doc map[string]any) {
+		delete(doc, "terraform")
+		doc["freezes"] = []any{map[string]any{
+			"from": now.Add(-time.Hour).Format(time.RFC3339), "to": now.Add(2 * time.Hour).Format(time.RFC3339), "reason": "launch week",
+		}}
+	})
+	id := l.start(t, file, "1.0.0")
+	st := l.waitPhase(t, id, workflows.PhaseHeld, 2*time.Minute)
+	if st.Hold == nil || st.Hold.Kind != workflows.HoldWindow || !strings.Contains(st.Hold.Reason, "freeze: launch week") || st.Hold.Until.IsZero() {
+		t.Errorf("held without the freeze's reason and end: %s", writeJSON(st))
+	}
+	for _, w := range st.Waves {
+		for _, r := range w.Regions {
+			if r.Phase != workflows.PhasePending {
+				t.Errorf("%s started while its window was closed: %s", r.Region, r.Phase)
+			}
+		}
+	}
+	if out, code := l.keelson(t, "release", "override-window", id, "--reason", "hurry", "--user", "mallory"); code == 0 || !strings.Contains(out, "not an approver") {
+		t.Errorf("override by a non-approver: exit %d\n%s", code, out)
+	}
+	if out, code := l.keelson(t, "release", "override-window", id, "--reason", "security fix", "--user", "demo-approver"); code != 0 {
+		t.Fatalf("override by an approver: exit %d\n%s", code, out)
+	}
+	l.waitPhase(t, id, workflows.PhaseAwaitGate, 2*time.Minute)
+	if out, code := l.keelson(t, "approve", id, "--user", "demo-approver"); code != 0 {
+		t.Fatalf("approve: %s", out)
+	}
+	res := l.result(t, id, 3*time.Minute)
+	if res.Phase != workflows.PhaseSucceeded || len(res.Approvals) == 0 || res.Approvals[0].Gate != workflows.UpdateOverrideWindow || res.Approvals[0].User != "demo-approver" {
+		t.Errorf("release after the override: %s", writeJSON(res))
+	}
+	l.record(t, id, "release-window-overridden")
+	l.record(t, workflows.FreezeID, "freeze-switch")
+}
