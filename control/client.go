@@ -57,6 +57,9 @@ type StartOptions struct {
 	// Supersede aborts the application's running release (and those
 	// queued before this one) so that this one goes next.
 	Supersede bool
+	// Bundle is the digest of the bundle spec's paths are in (uploaded to
+	// the workers' artifact store: see bundle.ForSpec).
+	Bundle string
 }
 
 // Start starts the release of spec at version, or returns the run already
@@ -97,7 +100,7 @@ func (c *Client) Start(ctx context.Context, spec *release.Spec, version string, 
 		}
 	}
 	sopts := c.startOptions(id, spec.Application, version, Summary(spec, version))
-	in := &workflows.ReleaseInput{Spec: *spec, Version: version, StartedBy: opts.StartedBy, CommitTime: opts.CommitTime, Schedule: opts.Schedule}
+	in := &workflows.ReleaseInput{Spec: *spec, Version: version, Bundle: opts.Bundle, StartedBy: opts.StartedBy, CommitTime: opts.CommitTime, Schedule: opts.Schedule}
 
 	probe := &startProbe{}
 	run, err := c.T.ExecuteWorkflow(withStartProbe(ctx, probe), sopts, workflows.Release, in)

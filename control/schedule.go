@@ -96,6 +96,9 @@ func OverlapName(p enumspb.ScheduleOverlapPolicy) string {
 type ScheduleOptions struct {
 	Name string
 	Spec *release.Spec
+	// Bundle is the digest of the bundle Spec's paths are in: every train
+	// of the schedule releases that chart and stack.
+	Bundle string
 	// File is the release file as given and Digest its SHA-256
 	// ("sha256:<hex>"), for the memo.
 	File   string
@@ -146,7 +149,7 @@ func (c *Client) CreateSchedule(ctx context.Context, o ScheduleOptions) (*Schedu
 		overlap = enumspb.SCHEDULE_OVERLAP_POLICY_SKIP
 	}
 	app := o.Spec.Application
-	in := &workflows.TrainInput{Schedule: o.Name, Spec: *o.Spec, VersionFrom: o.VersionFrom, StartedBy: o.CreatedBy, FileDigest: o.Digest}
+	in := &workflows.TrainInput{Schedule: o.Name, Spec: *o.Spec, VersionFrom: o.VersionFrom, StartedBy: o.CreatedBy, FileDigest: o.Digest, Bundle: o.Bundle}
 	note := o.Note
 	if note == "" && o.Paused {
 		note = "created paused by " + o.CreatedBy

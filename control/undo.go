@@ -145,7 +145,7 @@ func (c *Client) Undo(ctx context.Context, releaseID string, o UndoOptions) (Sta
 	if o.Reason != "" {
 		startedBy += " (" + o.Reason + ")"
 	}
-	undo := &workflows.ReleaseInput{Spec: in.Spec, Version: version, StartedBy: startedBy, Undo: &workflows.UndoInput{
+	undo := &workflows.ReleaseInput{Spec: in.Spec, Bundle: in.Bundle, Version: version, StartedBy: startedBy, Undo: &workflows.UndoInput{
 		ReleaseID: releaseID, RunID: runID, Version: in.Version, ToVersion: o.ToVersion, Regions: res.Regions, Only: o.Regions,
 	}}
 	sopts := c.startOptions(id, in.Spec.Application, version,

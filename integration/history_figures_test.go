@@ -4,6 +4,9 @@ package integration
 
 import (
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +45,23 @@ func TestFiguresHistorySize(t *testing.T) {
 			t.Fatalf("%s: %s", name, writeJSON(res))
 		}
 		ev, sig, wft := count(id)
+		if testing.Verbose() {
+			// Where the events go, so the next change knows what to cut.
+			kinds := map[string]int{}
+			for _, e := range l.history(t, id) {
+				k := strings.TrimPrefix(e.GetEventType().String(), "EVENT_TYPE_")
+				if a := e.GetActivityTaskScheduledEventAttributes(); a != nil {
+					k += " " + a.GetActivityType().GetName()
+				}
+				if a := e.GetWorkflowExecutionSignaledEventAttributes(); a != nil {
+					k += " " + a.GetSignalName()
+				}
+				kinds[k]++
+			}
+			for _, k := range slices.Sorted(maps.Keys(kinds)) {
+				fmt.Printf("FIGURES   %4d %s\n", kinds[k], k)
+			}
+		}
 		fmt.Printf("FIGURES history of %-38s %4d events (%d signals, %d workflow tasks completed)\n", name+":", ev, sig, wft)
 		t.Logf("%s: %d events, %d signals, %d workflow tasks", name, ev, sig, wft)
 	}

@@ -258,7 +258,9 @@ func (l *lab) keelson(t *testing.T, args ...string) (string, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(l.bin, "keelson"), args...)
-	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+l.address)
+	// The CLI uploads bundles where the lab's worker reads them
+	// (infra/lab/lib.sh's WORKER_ARTIFACTS).
+	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+l.address, "KEELSON_ARTIFACTS="+filepath.Join(l.dir, "artifacts"))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

@@ -373,3 +373,60 @@ func TestFailingRegionRollsBack(t *testing.T) {
 		t.Errorf("watch of a rolled-back release: exit %d, want 1\n%s", code, out)
 	}
 }
+
+// TestTerminatedRegionIsRolledBack kills a region's workflow (as `temporal
+// workflow terminate` would) after its Helm upgrade and before it told its
+// release anything (keelson-lean-history: the new revision travels with the
+// next phase). The release reads the region's latest revision from the
+// cluster, sees its own owner labels on it, and rolls it back.
+func TestTerminatedRegionIsRolledBack(t *testing.T) {
+	l := newLab(t)
+	app := l.appName(t, "itterm")
+	file := l.releaseFile(t, app, func(doc map[string]any) {
+		delete(doc, "terraform")
+		delete(wave(doc, "rest"), "gate")
+		// Long enough for the test to find the upgrade and terminate.
+		doc["readiness"] = map[string]any{"timeout": "3m"}
+	})
+	good := runVersion(1)
+	if res := l.result(t, l.start(t, file, good), 4*time.Minute); res.Phase != workflows.PhaseSucceeded {
+		t.Fatalf("good version: %s", writeJSON(res))
+	}
+	before := len(l.helmRevisions(t, "us-east-1", app))
+
+	bad := runVersion(2) + "-unready"
+	id := l.start(t, file, bad)
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(l.helmRevisions(t, "us-east-1", app)) == before {
+		if time.Now().After(deadline) {
+			t.Fatalf("no Helm upgrade of %s in us-east-1 within 2m", app)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The region now waits for readiness (pods of -unready never become
+	// ready); its release has not been told of the revision.
+	region := workflows.RegionID(id, "us-east-1")
+	if err := l.tc.TerminateWorkflow(context.Background(), region, "", "test: the region's workflow dies after its upgrade"); err != nil {
+		t.Fatalf("terminate %s: %v", region, err)
+	}
+	res := l.result(t, id, 3*time.Minute)
+	if res.Phase != workflows.PhaseRolledBack {
+		t.Fatalf("want rolled-back, got %s", writeJSON(res))
+	}
+	l.record(t, id, "release-region-terminated")
+	r0 := res.Regions[0]
+	if !r0.Changed || r0.Revision != before+1 || r0.RolledBackTo == 0 {
+		t.Errorf("us-east-1: %+v, want revision %d learned from the cluster and rolled back", r0, before+1)
+	}
+	if v := l.deployedVersion(t, "us-east-1", app); v != good {
+		t.Errorf("us-east-1 runs %q, want %q after the rollback", v, good)
+	}
+	if n := len(l.helmRevisions(t, "us-east-1", app)); n != before+2 {
+		t.Errorf("us-east-1: %d revisions, want the upgrade and its rollback (%d)", n, before+2)
+	}
+	for _, rr := range res.Regions[1:] {
+		if rr.Changed {
+			t.Errorf("%s changed after the first wave failed: %+v", rr.Region, rr)
+		}
+	}
+}

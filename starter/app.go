@@ -51,6 +51,9 @@ type globals struct {
 	taskQueue string
 	uiURL     string
 	user      string
+	// artifacts is the artifact store bundles are uploaded to: the
+	// workers' store (a URL, or a folder on a machine they share).
+	artifacts string
 }
 
 type app struct {
@@ -71,6 +74,9 @@ type app struct {
 	ran bool
 	// loadSpec reads a release file; release.Load outside tests.
 	loadSpec func(path string) (*release.Spec, error)
+	// pack bundles a loaded spec (and uploads the bundle unless dry);
+	// packSpec outside tests.
+	pack func(ctx context.Context, spec *release.Spec, store string, dry bool) (*packed, error)
 }
 
 func newApp(stdout, stderr io.Writer, getenv func(string) string) *app {
@@ -84,6 +90,7 @@ func newApp(stdout, stderr io.Writer, getenv func(string) string) *app {
 		color:    isTerminal(stdout) && getenv("NO_COLOR") == "",
 		poll:     time.Second,
 		loadSpec: release.Load,
+		pack:     packSpec,
 	}
 }
 
@@ -160,6 +167,7 @@ func (a *app) rootCmd() *cobra.Command {
 	f.StringVar(&a.g.taskQueue, "task-queue", a.env("KEELSON_TASK_QUEUE", workflows.TaskQueue), "task queue of Keelson's workers (env KEELSON_TASK_QUEUE)")
 	f.StringVar(&a.g.uiURL, "ui-url", a.env("KEELSON_UI_URL", "http://localhost:8233"), "Temporal Web UI base URL, for links (env KEELSON_UI_URL)")
 	f.StringVar(&a.g.user, "user", a.env("KEELSON_USER", user), "who you are, recorded with answers and controls (env KEELSON_USER)")
+	f.StringVar(&a.g.artifacts, "artifacts", a.env("KEELSON_ARTIFACTS", defaultArtifacts(a.getenv)), "artifact store the workers read bundles from: s3://bucket/prefix?region=R, file:///path or a folder (env KEELSON_ARTIFACTS)")
 
 	rel := &cobra.Command{Use: "release", Short: "Start, inspect and list releases"}
 	rel.AddCommand(a.startCmd(), a.statusCmd(), a.watchCmd(), a.listCmd(), a.overrideWindowCmd())

@@ -194,6 +194,7 @@ func runWith(t *testing.T, f *fake, env map[string]string, args ...string) runRe
 		}
 		return &release.Spec{Application: "demo"}, nil
 	}
+	a.pack = fakePack
 	code := a.execute(args)
 	return runResult{code: code, stdout: out.String(), stderr: errOut.String(), dialed: dialed}
 }
@@ -221,12 +222,39 @@ func TestStartPrintsIDURLAndExisting(t *testing.T) {
 	if r.code != exitOK {
 		t.Fatalf("exit %d, stderr %s", r.code, r.stderr)
 	}
-	want := "release: release-demo-1.2.0\nurl: http://ui/x\nalready running: yes (run run-1; nothing new was started)\n"
+	want := "release: release-demo-1.2.0\nurl: http://ui/x\nbundle: " + fakeDigest + "\nalready running: yes (run run-1; nothing new was started)\n"
 	if r.stdout != want {
 		t.Errorf("stdout\n got: %q\nwant: %q", r.stdout, want)
 	}
 	if got := f.calls[0]; got != "start demo 1.2.0 by carol" {
 		t.Errorf("call %q", got)
+	}
+	if f.startOpts.Bundle != fakeDigest {
+		t.Errorf("started with bundle %q, want %q", f.startOpts.Bundle, fakeDigest)
+	}
+}
+
+const fakeDigest = "sha256:0000000000000000000000000000000000000000000000000000000000000001"
+
+// fakePack stands in for packing: the real one is tested in package bundle
+// and on the lab (TestHermeticBundle).
+func fakePack(_ context.Context, spec *release.Spec, _ string, dry bool) (*packed, error) {
+	out := *spec
+	out.Chart.Path = "chart"
+	return &packed{Digest: fakeDigest, Spec: &out, Describe: "bundle " + fakeDigest + "\n  chart/Chart.yaml\n"}, nil
+}
+
+func TestStartDryRunStartsNothing(t *testing.T) {
+	f := &fake{}
+	r := runWith(t, f, nil, "release", "start", "-f", "release.yaml", "--version", "1.2.0", "--dry-run")
+	if r.code != exitOK {
+		t.Fatalf("exit %d, stderr %s", r.code, r.stderr)
+	}
+	if r.dialed || len(f.calls) > 0 {
+		t.Errorf("dialed=%v calls=%v: a dry run starts nothing", r.dialed, f.calls)
+	}
+	if !strings.Contains(r.stdout, fakeDigest) || !strings.Contains(r.stdout, "chart/Chart.yaml") || !strings.Contains(r.stdout, "dry run") {
+		t.Errorf("stdout %q: want the digest and the contents", r.stdout)
 	}
 }
 
@@ -250,12 +278,14 @@ func TestStartCommitTime(t *testing.T) {
 
 func TestGlobalFlagsEnvAndDefaults(t *testing.T) {
 	f := &fake{statuses: []*workflows.Status{{Phase: workflows.PhaseDeploying}}}
-	env := map[string]string{"TEMPORAL_ADDRESS": "temporal:7233", "KEELSON_USER": "dave", "USER": "root"}
+	env := map[string]string{"TEMPORAL_ADDRESS": "temporal:7233", "KEELSON_USER": "dave", "USER": "root", "HOME": "/home/dave"}
 	r := runWith(t, f, env, "release", "status", "release-demo-1.0.0", "--namespace", "prod")
 	if r.code != exitOK {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	want := globals{address: "temporal:7233", namespace: "prod", taskQueue: workflows.TaskQueue, uiURL: "http://localhost:8233", user: "dave"}
+	// The artifact store defaults to the worker's default (worker/config.go).
+	want := globals{address: "temporal:7233", namespace: "prod", taskQueue: workflows.TaskQueue, uiURL: "http://localhost:8233", user: "dave",
+		artifacts: "/home/dave/.local/share/keelson/artifacts"}
 	if f.dialed != want {
 		t.Errorf("globals %+v, want %+v", f.dialed, want)
 	}

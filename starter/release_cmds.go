@@ -26,7 +26,7 @@ const (
 
 func (a *app) startCmd() *cobra.Command {
 	var file, version, commitTime string
-	var wait, rerun, supersede bool
+	var wait, rerun, supersede, dry bool
 	cmd := &cobra.Command{
 		Use:   "start -f FILE --version V [--wait] [--rerun] [--supersede]",
 		Short: "Start a release (or return the one already running)",
@@ -37,6 +37,7 @@ func (a *app) startCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&wait, "wait", false, "show progress until the release finishes; exit 1 unless it succeeded")
 	cmd.Flags().BoolVar(&rerun, "rerun", false, "start again a release that already succeeded (a failure rolls back only what the re-run changed)")
 	cmd.Flags().BoolVar(&supersede, "supersede", false, "abort the application's running and queued releases (each rolls back by its policy), then start this one")
+	cmd.Flags().BoolVar(&dry, "dry-run", false, "pack the release's bundle and print its digest and contents; start nothing")
 	cmd.Flags().StringVar(&commitTime, "commit-time", "", "when the released change was committed, RFC 3339 (env KEELSON_COMMIT_TIME, or CI_COMMIT_TIMESTAMP): DORA's lead time starts there")
 	_ = cmd.MarkFlagRequired("file")
 	_ = cmd.MarkFlagRequired("version")
@@ -68,19 +69,33 @@ func (a *app) startCmd() *cobra.Command {
 
 		ctx, stop := interruptible(cmd.Context())
 		defer stop()
+		// The bundle first: the chart and stack are read here, once, and
+		// the release carries their digest, never a path of this machine.
+		pctx, cancel := context.WithTimeout(ctx, callTimeout)
+		p, err := a.pack(pctx, spec, a.g.artifacts, dry)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if dry {
+			fmt.Fprintf(a.out, "release: %s (dry run: nothing uploaded or started)\n", workflows.ReleaseID(spec.Application, version))
+			fmt.Fprint(a.out, p.Describe)
+			return nil
+		}
 		r, closeFn, err := a.dial(ctx)
 		if err != nil {
 			return err
 		}
 		defer closeFn()
 		sctx, cancel := context.WithTimeout(ctx, callTimeout)
-		res, err := r.Start(sctx, spec, version, control.StartOptions{StartedBy: a.g.user, CommitTime: committed, Rerun: rerun, Supersede: supersede})
+		res, err := r.Start(sctx, p.Spec, version, control.StartOptions{StartedBy: a.g.user, CommitTime: committed, Rerun: rerun, Supersede: supersede, Bundle: p.Digest})
 		cancel()
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(a.out, "release: %s\n", res.ReleaseID)
 		fmt.Fprintf(a.out, "url: %s\n", res.URL)
+		fmt.Fprintf(a.out, "bundle: %s\n", p.Digest)
 		if res.Existing {
 			fmt.Fprintf(a.out, "already running: yes (run %s; nothing new was started)\n", res.RunID)
 		} else {

@@ -156,6 +156,14 @@ func (a *app) scheduleCreateCmd() *cobra.Command {
 			return &exitError{code: exitUsage, lines: problems}
 		}
 
+		// Packed once, now: every train releases what the file named
+		// today, whatever happens to it on disk later.
+		pctx, pcancel := context.WithTimeout(cmd.Context(), callTimeout)
+		p, err := a.pack(pctx, spec, a.g.artifacts, false)
+		pcancel()
+		if err != nil {
+			return err
+		}
 		s, closeFn, err := a.dialSchedules(cmd.Context())
 		if err != nil {
 			return err
@@ -164,7 +172,7 @@ func (a *app) scheduleCreateCmd() *cobra.Command {
 		ctx, cancel := context.WithTimeout(cmd.Context(), callTimeout)
 		defer cancel()
 		res, err := s.CreateSchedule(ctx, control.ScheduleOptions{
-			Name: name, Spec: spec, File: absPath(file), Digest: digest, VersionFrom: src,
+			Name: name, Spec: p.Spec, Bundle: p.Digest, File: absPath(file), Digest: digest, VersionFrom: src,
 			Cron: crons, Calendars: cals, When: whenText(crons, calendars), TimeZone: timezone,
 			Jitter: jitter, CatchupWindow: catchup, Overlap: ov, Paused: paused, Note: note, CreatedBy: a.g.user,
 		})

@@ -96,6 +96,7 @@ func runSched(t *testing.T, f *schedFake, args ...string) runResult {
 		}
 		return trainSpec(), nil
 	}
+	a.pack = fakePack
 	code := a.execute(args)
 	return runResult{code: code, stdout: out.String(), stderr: errOut.String(), dialed: dialed}
 }

@@ -73,7 +73,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		{"task-queue", "KEELSON_TASK_QUEUE", workflows.TaskQueue, "task queue to poll", &c.TaskQueue},
 		{"dial-timeout", "KEELSON_DIAL_TIMEOUT", "1m", "how long to keep trying to reach Temporal at start", &dialTimeout},
 		{"ui-url", "KEELSON_UI_URL", "http://localhost:8233", "Temporal Web UI base URL, for links in notifications", &c.UIURL},
-		{"artifacts", "KEELSON_ARTIFACTS", filepath.Join(dataHome, "keelson", "artifacts"), "folder of the local artifact store (plans, logs)", &c.Artifacts},
+		{"artifacts", "KEELSON_ARTIFACTS", filepath.Join(dataHome, "keelson", "artifacts"), "artifact store (bundles, plans, analysis samples): s3://bucket/prefix?region=R&endpoint=URL, file:///path or a folder", &c.Artifacts},
 		{"work-dir", "KEELSON_WORK_DIR", filepath.Join(dataHome, "keelson", "work"), "folder of Terraform working copies and local state", &c.WorkDir},
 		{"kubeconfig", "KUBECONFIG", filepath.Join(home, ".kube", "config"), "kubeconfig with one context per region", &c.Kubeconfig},
 		{"terraform", "KEELSON_TERRAFORM", "", "terraform binary (default: terraform on PATH)", &terraform},

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -31,6 +32,7 @@ import (
 	"github.com/keelson-dev/keelson/activities/terraform"
 	"github.com/keelson-dev/keelson/activities/traffic"
 	"github.com/keelson-dev/keelson/activities/train"
+	"github.com/keelson-dev/keelson/bundle"
 	"github.com/keelson-dev/keelson/control"
 	"github.com/keelson-dev/keelson/worker/slackhook"
 	"github.com/keelson-dev/keelson/workflows"
@@ -116,13 +118,17 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 	}
 	probes.check.Store(&check)
 
-	store, err := artifacts.NewLocal(cfg.Artifacts)
+	store, err := artifacts.OpenLocation(ctx, cfg.Artifacts)
 	if err != nil {
 		return fmt.Errorf("--artifacts: %w", err)
 	}
 	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
 		return fmt.Errorf("--work-dir: %w", err)
 	}
+	// Bundles are fetched once per worker and digest, checked, and kept
+	// beside the working copies (the same disk, the same lifetime).
+	bundles := &bundle.Cache{Dir: filepath.Join(cfg.WorkDir, "bundles"), Store: store}
+	log.Info("artifact store", "store", artifacts.Describe(store), "bundle_cache", bundles.Dir)
 
 	w := worker.New(tc, cfg.TaskQueue, worker.Options{WorkerStopTimeout: stopTimeout, Interceptors: m.interceptors()})
 	w.RegisterWorkflow(workflows.Release)
@@ -137,10 +143,11 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 		Binary:    cfg.Terraform,
 		WorkDir:   cfg.WorkDir,
 		Artifacts: store,
+		Bundles:   bundles,
 		Env:       terraformEnv(environ),
 		Logger:    log.With("activities", "terraform"),
 	})
-	w.RegisterActivity(&helm.Activities{Kubeconfig: cfg.Kubeconfig, Logger: log.With("activities", "helm")})
+	w.RegisterActivity(&helm.Activities{Kubeconfig: cfg.Kubeconfig, Bundles: bundles, Logger: log.With("activities", "helm")})
 	w.RegisterActivity(&health.Activities{})
 	// AWS settings come from the SDK's default chain: credentials, region,
 	// and AWS_ENDPOINT_URL (moto in the lab).

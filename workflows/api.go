@@ -65,6 +65,11 @@ func sanitize(s string) string {
 type ReleaseInput struct {
 	Spec    release.Spec `json:"spec"`
 	Version string       `json:"version"`
+	// Bundle is the digest of the release's bundle in the artifact store:
+	// the chart and Terraform stack packed at start (bundle.ForSpec), which
+	// Spec's paths then name. Empty for releases started before bundles,
+	// whose paths are on the worker's disk.
+	Bundle string `json:"bundle,omitempty"`
 	// StartedBy is who or what started the release (a user, a CI job).
 	StartedBy string `json:"startedBy,omitempty"`
 	// CommitTime is when the change released was committed (`--commit-time`

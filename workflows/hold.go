@@ -75,7 +75,7 @@ func (r *releaseImpl) subscribeFreeze(ctx workflow.Context) {
 		StartArg:     &FreezeState{},
 		Summary:      "stop-the-line switch: freezes of every application or one",
 	}
-	if err := workflow.ExecuteActivity(actx, a.SignalWithStart, in).Get(ctx, nil); err != nil {
+	if err := r.coordinate(ctx, actx, a.SignalWithStart, in).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Error("Could not subscribe to the stop-the-line switch", "error", err)
 		return
 	}
@@ -96,6 +96,10 @@ func (r *releaseImpl) unsubscribeFreeze(ctx workflow.Context) {
 	}
 	info := workflow.GetInfo(ctx)
 	s := FreezeSubscriber{ReleaseID: r.id, RunID: info.WorkflowExecution.RunID, Application: r.in.Spec.Application}
+	if r.leanHistory {
+		r.farewell = append(r.farewell, coord.SignalInput{WorkflowID: FreezeID, Signal: SignalFreezeUnsubscribe, Arg: s})
+		return
+	}
 	if err := workflow.SignalExternalWorkflow(ctx, FreezeID, "", SignalFreezeUnsubscribe, s).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("Unsubscribe from the stop-the-line switch not delivered", "error", err)
 	}

@@ -49,7 +49,9 @@ type RegionInput struct {
 	Wave        string         `json:"wave"`
 	Region      release.Region `json:"region"`
 	Chart       release.Chart  `json:"chart"`
-	Values      release.Values `json:"values,omitempty"`
+	// Bundle is the release's bundle digest (ReleaseInput.Bundle).
+	Bundle string         `json:"bundle,omitempty"`
+	Values release.Values `json:"values,omitempty"`
 	// Stack and PlanKey are set when the release has a Terraform stack:
 	// the child applies the plan the parent made (and showed at the gate).
 	Stack        *terraform.Stack      `json:"stack,omitempty"`
@@ -81,6 +83,10 @@ type RegionInput struct {
 	// WindowOverride (an approver overrode them before it started).
 	Policy         *release.DeployPolicy `json:"policy,omitempty"`
 	WindowOverride bool                  `json:"windowOverride,omitempty"`
+	// ReleaseShows is the phase the release set for the region when it
+	// started it (changeLeanHistory): the region does not tell it again.
+	// Empty from releases before that change.
+	ReleaseShows Phase `json:"releaseShows,omitempty"`
 }
 
 // RegionRollout changes one region: Terraform apply, Helm upgrade with the
@@ -217,6 +223,11 @@ func (r *regionImpl) run(ctx workflow.Context) (*RegionResult, error) {
 	if r.owned {
 		r.lean = workflow.GetVersion(ctx, changeLeanProgress, workflow.DefaultVersion, 1) >= 1
 	}
+	if r.lean && r.in.ReleaseShows != "" {
+		// Decided by the input, which never changes for a run: no
+		// version marker needed.
+		r.told.Phase = r.in.ReleaseShows
+	}
 	r.result.Started = workflow.Now(ctx)
 	r.status.Started = r.result.Started
 	r.status.Phase = PhaseDeploying
@@ -342,8 +353,16 @@ func (r *regionImpl) worthTelling() bool {
 	// after it, are told: the release's status is where people look.
 	person := r.awaitsPerson || r.toldAwaits || s.Phase == PhasePaused || s.Phase == PhaseHeld || s.Phase == PhaseRollingBack
 	r.toldAwaits = r.awaitsPerson
-	return s.Phase != t.Phase || s.Revision != t.Revision || s.PreviousRevision != t.PreviousRevision ||
-		s.Changed != t.Changed || Weights(s.Traffic) != Weights(t.Traffic) || s.Analysis != t.Analysis ||
+	revision := s.Revision != t.Revision || s.PreviousRevision != t.PreviousRevision || s.Changed != t.Changed
+	if revision && r.in.ReleaseShows != "" && r.in.Strategy == nil {
+		// changeLeanHistory, one release of the whole region: the new
+		// revision goes with the next phase (baking, failed) or the
+		// result. A region that dies before either is looked up in its
+		// cluster by the release (learnRevision), from the revision's
+		// owner labels, so its rollback does not depend on this signal.
+		revision = false
+	}
+	return s.Phase != t.Phase || revision || Weights(s.Traffic) != Weights(t.Traffic) || s.Analysis != t.Analysis ||
 		s.Error != t.Error || s.Strategy != t.Strategy || (s.Step != t.Step && person)
 }
 
@@ -389,6 +408,7 @@ func (r *regionImpl) upgrade(ctx workflow.Context) error {
 	in := helm.UpgradeInput{
 		Target:       r.target(),
 		ChartPath:    r.in.Chart.Path,
+		Bundle:       r.in.Bundle,
 		Version:      r.in.Version,
 		VersionValue: r.in.Chart.VersionValue,
 		BaseValues:   r.in.Values,

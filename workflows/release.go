@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/keelson-dev/keelson/activities/coord"
 	"github.com/keelson-dev/keelson/activities/helm"
 	"github.com/keelson-dev/keelson/activities/terraform"
 	"github.com/keelson-dev/keelson/release"
@@ -61,8 +62,12 @@ type releaseImpl struct {
 	hold             Hold
 	holdKnown        bool
 	freezeSubscribed bool
-	windows          bool
-	windowOverride   *Approval
+	// leanHistory is set for runs with changeLeanHistory; farewell holds
+	// the signals its end sends in one local activity (sayFarewell).
+	leanHistory    bool
+	farewell       []coord.SignalInput
+	windows        bool
+	windowOverride *Approval
 
 	notifier
 }
@@ -136,6 +141,7 @@ func (r *releaseImpl) run(ctx workflow.Context) (*ReleaseResult, error) {
 	r.notify(ctx, notifyStarted, "")
 	failed := ""
 	if r.owned {
+		r.leanHistory = workflow.GetVersion(ctx, changeLeanHistory, workflow.DefaultVersion, 1) >= 1
 		if workflow.GetVersion(ctx, changeStopTheLine, workflow.DefaultVersion, 1) >= 1 {
 			r.subscribeFreeze(ctx)
 		}
@@ -273,6 +279,9 @@ func (r *releaseImpl) plan(ctx workflow.Context, wi int) (map[string]*terraform.
 	if r.in.Spec.Terraform == nil {
 		return plans, nil
 	}
+	if r.leanHistory {
+		return r.planAll(ctx, wi)
+	}
 	var tf *terraform.Activities
 	wave := r.in.Spec.Waves[wi]
 	futures := make([]workflow.Future, len(wave.Regions))
@@ -298,6 +307,46 @@ func (r *releaseImpl) plan(ctx workflow.Context, wi int) (map[string]*terraform.
 	return plans, errors.Join(errs...)
 }
 
+// planAll is plan in one activity for the wave (changeLeanHistory).
+func (r *releaseImpl) planAll(ctx workflow.Context, wi int) (map[string]*terraform.PlanResult, error) {
+	var tf *terraform.Activities
+	wave := r.in.Spec.Waves[wi]
+	in := terraform.PlanAllInput{}
+	for _, name := range wave.Regions {
+		r.regions[name].Step = StepPlan
+		in.Inputs = append(in.Inputs, terraform.PlanInput{Stack: r.stack(name)})
+	}
+	r.details(ctx)
+	opts := longActivity(fmt.Sprintf("terraform plan %s (%s)", regionList(wave.Regions), r.in.Version), 15*time.Minute)
+	var outs []terraform.PlanOutcome
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), tf.PlanAll, in).Get(ctx, &outs); err != nil {
+		for _, name := range wave.Regions {
+			r.regions[name].Phase = PhaseFailed
+			r.regions[name].Error = rootCause(err).Error()
+		}
+		r.details(ctx)
+		return nil, err
+	}
+	plans := map[string]*terraform.PlanResult{}
+	var errs []error
+	for i, name := range wave.Regions {
+		o := terraform.PlanOutcome{Error: "no outcome returned"}
+		if i < len(outs) {
+			o = outs[i]
+		}
+		if o.Result == nil {
+			r.regions[name].Phase = PhaseFailed
+			r.regions[name].Error = o.Error
+			errs = append(errs, fmt.Errorf("%s: %s", name, o.Error))
+			continue
+		}
+		plans[name] = o.Result
+		r.regions[name].Step = fmt.Sprintf("planned %s", summaryLine(o.Result.Summary))
+	}
+	r.details(ctx)
+	return plans, errors.Join(errs...)
+}
+
 func (r *releaseImpl) stack(region string) terraform.Stack {
 	spec := r.in.Spec
 	reg := r.regionSpec(region)
@@ -309,6 +358,7 @@ func (r *releaseImpl) stack(region string) terraform.Stack {
 		Version:     r.in.Version,
 		Region:      region,
 		Dir:         spec.Terraform.Path,
+		Bundle:      r.in.Bundle,
 		Vars:        vars,
 	}
 }
@@ -391,6 +441,9 @@ func (r *releaseImpl) runWave(ctx workflow.Context, wi int, plans map[string]*te
 					// Keep revisions reported by progress when the child died.
 					res.PreviousRevision, res.Revision, res.Changed = prev.PreviousRevision, prev.Revision, prev.Changed
 				}
+				if err != nil && res.Revision == 0 && r.leanHistory {
+					r.learnRevision(ctx, &res)
+				}
 				r.results[name] = &res
 				rs := r.regions[name]
 				rs.Phase, rs.Error, rs.Duration = res.Phase, res.Error, res.Duration
@@ -455,6 +508,7 @@ func (r *releaseImpl) startRegion(ctx workflow.Context, wi int, name string, pla
 		Wave:        wave.Name,
 		Region:      r.regionSpec(name),
 		Chart:       spec.Chart,
+		Bundle:      r.in.Bundle,
 		Values:      spec.Values,
 		Health:      spec.Health,
 		Readiness:   spec.Readiness.Timeout.Duration,
@@ -478,6 +532,9 @@ func (r *releaseImpl) startRegion(ctx workflow.Context, wi int, name string, pla
 	r.progressive(in)
 	in.Policy = r.regionPolicy(name)
 	in.WindowOverride = r.windowOverride != nil
+	if r.leanHistory {
+		in.ReleaseShows = PhaseDeploying
+	}
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:        RegionID(r.id, name),
 		StaticSummary:     fmt.Sprintf("%s %s in %s (wave %s)", spec.Application, r.in.Version, name, wave.Name),
@@ -565,6 +622,7 @@ func (r *releaseImpl) finish(ctx workflow.Context, failed string) (*ReleaseResul
 	if r.owned {
 		r.releaseLane(ctx)
 		r.unsubscribeFreeze(ctx)
+		r.sayFarewell(ctx)
 	}
 	r.status.Gate = nil
 	r.setPhase(ctx, phase, r.reason)

@@ -71,6 +71,7 @@ type releaseSuite struct {
 	expect      []expectation
 
 	laneAsks, laneReleases   int
+	snapshotAlls             int
 	subscribed, unsubscribed int
 	owners                   map[string]string // region -> run id of its latest revision
 	// Overrides of the activities' default behaviour, set by a test.
@@ -119,7 +120,7 @@ func (s *releaseSuite) SetupTest() {
 	s.plans = nil
 	s.planSummary = terraform.Summary{Adds: 1, Destroys: 1, Added: []string{"terraform_data.release"}, Destroyed: []string{"terraform_data.release"}}
 	s.planErr = nil
-	s.env.OnActivity(tf.Plan, mock.Anything, mock.Anything).Return(func(_ context.Context, in terraform.PlanInput) (*terraform.PlanResult, error) {
+	plan := func(_ context.Context, in terraform.PlanInput) (*terraform.PlanResult, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.plans = append(s.plans, in.Stack)
@@ -130,6 +131,22 @@ func (s *releaseSuite) SetupTest() {
 			PlanKey: fmt.Sprintf("demo/%s/%s/plan.tfplan", in.Stack.Version, in.Stack.Region),
 			Summary: s.planSummary,
 		}, nil
+	}
+	s.env.OnActivity(tf.Plan, mock.Anything, mock.Anything).Return(plan)
+	s.env.OnActivity(tf.PlanAll, mock.Anything, mock.Anything).Return(func(ctx context.Context, in terraform.PlanAllInput) ([]terraform.PlanOutcome, error) {
+		out := make([]terraform.PlanOutcome, len(in.Inputs))
+		for i, pi := range in.Inputs {
+			res, err := plan(ctx, pi)
+			if err != nil {
+				if !nonRetryable(err) {
+					return nil, err
+				}
+				out[i].Error = err.Error()
+				continue
+			}
+			out[i].Result = res
+		}
+		return out, nil
 	})
 	s.env.OnActivity(tf.Apply, mock.Anything, mock.Anything).Return(func(_ context.Context, in terraform.ApplyInput) (*terraform.ApplyResult, error) {
 		if s.applyFn != nil {
@@ -196,8 +213,26 @@ func (s *releaseSuite) SetupTest() {
 		s.unsubscribed++
 		return nil
 	})
+	// keelson-lean-history: both signals leave in one local activity.
+	s.env.OnActivity(co.Signals, mock.Anything, mock.Anything).Return(func(_ context.Context, in []coord.SignalInput) (*coord.SignalResult, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		out := &coord.SignalResult{}
+		for _, sig := range in {
+			switch {
+			case sig.WorkflowID == LaneID("demo") && sig.Signal == SignalLaneRelease:
+				s.laneReleases++
+			case sig.WorkflowID == FreezeID && sig.Signal == SignalFreezeUnsubscribe:
+				s.unsubscribed++
+			default:
+				return nil, fmt.Errorf("unexpected signal %s to %s", sig.Signal, sig.WorkflowID)
+			}
+			out.Delivered = append(out.Delivered, true)
+		}
+		return out, nil
+	})
 	s.env.OnActivity(co.CancelRequester, mock.Anything, mock.Anything).Return(&coord.CancelRequest{Identity: "alice@laptop"}, nil)
-	s.env.OnActivity(h.Snapshot, mock.Anything, mock.Anything).Return(func(_ context.Context, t helm.Target) (*helm.Revision, error) {
+	snapshot := func(t helm.Target) (*helm.Revision, error) {
 		if s.snapshotFn != nil {
 			return s.snapshotFn(t)
 		}
@@ -205,13 +240,53 @@ func (s *releaseSuite) SetupTest() {
 		defer s.mu.Unlock()
 		rev := s.revisions[t.Region]
 		return &helm.Revision{Revision: rev, Deployed: rev, Status: "deployed"}, nil
+	}
+	s.env.OnActivity(h.Snapshot, mock.Anything, mock.Anything).Return(func(_ context.Context, t helm.Target) (*helm.Revision, error) {
+		return snapshot(t)
 	})
-	s.env.OnActivity(tf.Verify, mock.Anything, mock.Anything).Return(func(_ context.Context, in terraform.VerifyInput) (*terraform.VerifyResult, error) {
+	s.env.OnActivity(h.SnapshotAll, mock.Anything, mock.Anything).Return(func(_ context.Context, in helm.SnapshotAllInput) ([]helm.Revision, error) {
+		s.mu.Lock()
+		s.snapshotAlls++
+		s.mu.Unlock()
+		var out []helm.Revision
+		for _, t := range in.Targets {
+			rev, err := snapshot(t)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, *rev)
+		}
+		return out, nil
+	})
+	verify := func(_ context.Context, in terraform.VerifyInput) (*terraform.VerifyResult, error) {
 		if s.verifyFn != nil {
 			return s.verifyFn(in)
 		}
 		return &terraform.VerifyResult{}, nil
+	}
+	s.env.OnActivity(tf.Verify, mock.Anything, mock.Anything).Return(verify)
+	s.env.OnActivity(tf.VerifyAll, mock.Anything, mock.Anything).Return(func(ctx context.Context, in terraform.VerifyAllInput) ([]terraform.VerifyOutcome, error) {
+		out := make([]terraform.VerifyOutcome, len(in.Inputs))
+		for i, vi := range in.Inputs {
+			res, err := verify(ctx, vi)
+			if err != nil {
+				if !nonRetryable(err) {
+					return nil, err
+				}
+				out[i].Error = err.Error()
+				continue
+			}
+			out[i].Result = res
+		}
+		return out, nil
 	})
+}
+
+// nonRetryable mirrors the batch activities: such an error is one
+// region's outcome, any other fails (and retries) the whole batch.
+func nonRetryable(err error) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && appErr.NonRetryable()
 }
 
 func (s *releaseSuite) input() *ReleaseInput {

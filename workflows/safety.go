@@ -48,6 +48,11 @@ const (
 	// changeLeanProgress: a region tells its release only what it needs
 	// (region.go, worthTelling), not every step.
 	changeLeanProgress = "keelson-lean-progress"
+	// changeLeanHistory: the release talks to its lane and the stop-the-line
+	// switch through local activities (a marker each, no workflow task of
+	// their own), records every region's Helm revision in one activity, and
+	// does not hear again from a region the phase it set when starting it.
+	changeLeanHistory = "keelson-lean-history"
 )
 
 // LaneWorkflow is the lane's workflow type name, as registered.
@@ -122,7 +127,7 @@ func (r *releaseImpl) acquireLane(ctx workflow.Context) bool {
 		Summary:      "one release of " + app + " at a time",
 	}
 	r.laneAsked = true
-	if err := workflow.ExecuteActivity(actx, a.SignalWithStart, in).Get(ctx, nil); err != nil {
+	if err := r.coordinate(ctx, actx, a.SignalWithStart, in).Get(ctx, nil); err != nil {
 		// Retried without limit: only a bug gets here.
 		r.reason = fmt.Sprintf("could not queue in the lane of %s: %v", app, rootCause(err))
 		return false
@@ -140,6 +145,10 @@ func (r *releaseImpl) releaseLane(ctx workflow.Context) {
 	}
 	info := workflow.GetInfo(ctx)
 	req := LaneRequest{ReleaseID: r.id, RunID: info.WorkflowExecution.RunID}
+	if r.leanHistory {
+		r.farewell = append(r.farewell, coord.SignalInput{WorkflowID: LaneID(r.in.Spec.Application), Signal: SignalLaneRelease, Arg: req})
+		return
+	}
 	if err := workflow.SignalExternalWorkflow(ctx, LaneID(r.in.Spec.Application), "", SignalLaneRelease, req).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("Lane release not delivered", "error", err)
 	}
@@ -151,6 +160,9 @@ func (r *releaseImpl) releaseLane(ctx workflow.Context) {
 func (r *releaseImpl) snapshot(ctx workflow.Context) error {
 	var h *helm.Activities
 	names := r.regionNames()
+	if r.leanHistory {
+		return r.snapshotAll(ctx, names)
+	}
 	futures := make([]workflow.Future, len(names))
 	for i, name := range names {
 		reg := r.regionSpec(name)
@@ -174,6 +186,108 @@ func (r *releaseImpl) snapshot(ctx workflow.Context) error {
 	}
 	r.details(ctx)
 	return errors.Join(errs...)
+}
+
+// snapshotAll is snapshot in one activity (changeLeanHistory).
+func (r *releaseImpl) snapshotAll(ctx workflow.Context, names []string) error {
+	var h *helm.Activities
+	in := helm.SnapshotAllInput{}
+	for _, name := range names {
+		in.Targets = append(in.Targets, r.target(r.regionSpec(name)))
+	}
+	opts := workflow.ActivityOptions{
+		StartToCloseTimeout:    2 * time.Minute,
+		ScheduleToCloseTimeout: 10 * time.Minute,
+		Summary:                fmt.Sprintf("record the Helm revision of %s in %s", r.in.Spec.Chart.Release, regionList(names)),
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 15 * time.Second},
+	}
+	var revs []helm.Revision
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), h.SnapshotAll, in).Get(ctx, &revs); err != nil {
+		return rootCause(err)
+	}
+	if len(revs) != len(names) {
+		return fmt.Errorf("snapshot returned %d revisions for %d regions", len(revs), len(names))
+	}
+	for i, name := range names {
+		r.baseline[name] = revs[i]
+		r.regions[name].PreviousRevision = revs[i].Revision
+	}
+	r.details(ctx)
+	return nil
+}
+
+// learnRevision finds out from the cluster what a region whose workflow
+// died without a result (terminated, failed by a bug) did: under
+// changeLeanHistory a region does not report its new revision on its own,
+// so the latest revision is read, and counts as this run's change only if
+// its owner labels name this run (a revision made by hand or by another
+// release is not rolled back as ours). A failed read leaves the region
+// unchanged, as before the change, and says so in the region's error.
+func (r *releaseImpl) learnRevision(ctx workflow.Context, res *RegionResult) {
+	var h *helm.Activities
+	opts := workflow.ActivityOptions{
+		StartToCloseTimeout:    time.Minute,
+		ScheduleToCloseTimeout: 5 * time.Minute,
+		Summary:                fmt.Sprintf("read what the stopped region %s left in Helm", res.Region),
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 15 * time.Second},
+	}
+	var rev helm.Revision
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), h.Snapshot, r.target(r.regionSpec(res.Region))).Get(ctx, &rev); err != nil {
+		res.Error += fmt.Sprintf("; its Helm revision could not be read: %v", rootCause(err))
+		return
+	}
+	o := r.owner(ctx)
+	base := r.baseline[res.Region]
+	if rev.Revision > base.Revision && o.Made(rev) {
+		res.PreviousRevision, res.Revision, res.Changed = base.Revision, rev.Revision, true
+	}
+}
+
+// regionList names a few regions and counts the rest, for summaries.
+func regionList(names []string) string {
+	if len(names) <= 4 {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:3], ", "), len(names)-3)
+}
+
+// coordinate runs a short call to another workflow (signal-with-start of
+// the lane or the switch) as a local activity under changeLeanHistory, as
+// a regular one before it.
+func (r *releaseImpl) coordinate(ctx, actx workflow.Context, fn any, in any) workflow.Future {
+	if !r.leanHistory {
+		return workflow.ExecuteActivity(actx, fn, in)
+	}
+	opts := workflow.GetActivityOptions(actx)
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: opts.StartToCloseTimeout,
+		RetryPolicy:         opts.RetryPolicy,
+		Summary:             opts.Summary,
+	})
+	return workflow.ExecuteLocalActivity(lctx, fn, in)
+}
+
+// sayFarewell delivers the signals that end the release's ties (the lane
+// given back, the switch unsubscribed) in one local activity.
+func (r *releaseImpl) sayFarewell(ctx workflow.Context) {
+	if len(r.farewell) == 0 {
+		return
+	}
+	var a *coord.Activities
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 10 * time.Second, MaximumAttempts: 10},
+		Summary:             "give the lane back and leave the stop-the-line switch",
+	})
+	var res coord.SignalResult
+	if err := workflow.ExecuteLocalActivity(lctx, a.Signals, r.farewell).Get(ctx, &res); err != nil {
+		// Survivable: the lane checks that its holder still runs.
+		workflow.GetLogger(ctx).Warn("Lane release or unsubscribe not delivered", "error", err)
+	}
+	for _, e := range res.Errors {
+		workflow.GetLogger(ctx).Info("Nobody to tell", "detail", e)
+	}
+	r.farewell = nil
 }
 
 // waveRegions are the regions of the wave named name, nil when there is none.
@@ -211,6 +325,9 @@ func (r *releaseImpl) target(reg release.Region) helm.Target {
 // approved one replaces it; one that does more is returned with why, for
 // the gate to open again with it.
 func (r *releaseImpl) verifyPlans(ctx workflow.Context, wi int, plans map[string]*terraform.PlanResult) ([]GatePlan, error) {
+	if r.leanHistory {
+		return r.verifyAll(ctx, wi, plans)
+	}
 	var tf *terraform.Activities
 	wave := r.in.Spec.Waves[wi]
 	futures := make([]workflow.Future, len(wave.Regions))
@@ -233,6 +350,51 @@ func (r *releaseImpl) verifyPlans(ctx workflow.Context, wi int, plans map[string
 			errs = append(errs, fmt.Errorf("%s: %w", name, rootCause(err)))
 			continue
 		}
+		if !out.Stale || out.Plan == nil {
+			continue
+		}
+		plans[name] = out.Plan
+		r.regions[name].Step = fmt.Sprintf("re-planned %s", summaryLine(out.Plan.Summary))
+		if len(out.Exceeds) > 0 {
+			grown = append(grown, GatePlan{Region: name, Summary: summaryLine(out.Plan.Summary), Destroyed: out.Plan.Summary.Destroyed, Exceeds: out.Exceeds})
+		}
+	}
+	r.details(ctx)
+	return grown, errors.Join(errs...)
+}
+
+// verifyAll is verifyPlans in one activity for the wave (changeLeanHistory).
+func (r *releaseImpl) verifyAll(ctx workflow.Context, wi int, plans map[string]*terraform.PlanResult) ([]GatePlan, error) {
+	var tf *terraform.Activities
+	wave := r.in.Spec.Waves[wi]
+	var names []string
+	in := terraform.VerifyAllInput{}
+	for _, name := range wave.Regions {
+		if p := plans[name]; p != nil {
+			names = append(names, name)
+			in.Inputs = append(in.Inputs, terraform.VerifyInput{Stack: r.stack(name), PlanKey: p.PlanKey})
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	opts := longActivity(fmt.Sprintf("check that the approved plans of %s still apply", regionList(names)), 15*time.Minute)
+	var outs []terraform.VerifyOutcome
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), tf.VerifyAll, in).Get(ctx, &outs); err != nil {
+		return nil, rootCause(err)
+	}
+	var grown []GatePlan
+	var errs []error
+	for i, name := range names {
+		o := terraform.VerifyOutcome{Error: "no outcome returned"}
+		if i < len(outs) {
+			o = outs[i]
+		}
+		if o.Result == nil {
+			errs = append(errs, fmt.Errorf("%s: %s", name, o.Error))
+			continue
+		}
+		out := o.Result
 		if !out.Stale || out.Plan == nil {
 			continue
 		}

@@ -192,6 +192,7 @@ func (r *regionImpl) installSide(ctx workflow.Context, sideValues release.Values
 	in := helm.UpgradeInput{
 		Target:       side,
 		ChartPath:    r.in.Chart.Path,
+		Bundle:       r.in.Bundle,
 		Version:      r.in.Version,
 		VersionValue: r.in.Chart.VersionValue,
 		BaseValues:   r.in.Values,

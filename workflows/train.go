@@ -55,6 +55,10 @@ type TrainInput struct {
 	// FileDigest is the SHA-256 of the release file Spec was loaded from
 	// ("sha256:…"), as in the schedule's memo.
 	FileDigest string `json:"fileDigest,omitempty"`
+	// Bundle is the digest of the bundle packed when the schedule was
+	// made (ReleaseInput.Bundle): every train releases the same chart and
+	// stack, whatever happens to the files on disk since.
+	Bundle string `json:"bundle,omitempty"`
 }
 
 // TrainOutcome is what a train did.
@@ -267,6 +271,7 @@ func (t *trainImpl) release(ctx workflow.Context, res *TrainResult, resolved *tr
 	})
 	child := workflow.ExecuteChildWorkflow(cctx, Release, &ReleaseInput{
 		Spec:       t.in.Spec,
+		Bundle:     t.in.Bundle,
 		Version:    version,
 		StartedBy:  startedBy,
 		CommitTime: resolved.CommitTime,

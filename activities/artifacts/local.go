@@ -18,6 +18,7 @@ type Local struct {
 }
 
 var _ Store = (*Local)(nil)
+var _ Statter = (*Local)(nil)
 
 // NewLocal returns a Local store in dir, creating the folder if needed.
 func NewLocal(dir string) (*Local, error) {
@@ -111,6 +112,29 @@ func (l *Local) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("get artifact %s: not a blob: %w", key, ErrNotFound)
 	}
 	return f, nil
+}
+
+// Stat reports the blob's size without opening it. A missing key, or one
+// that names a folder, wraps ErrNotFound as for Get.
+func (l *Local) Stat(ctx context.Context, key string) (Info, error) {
+	src, err := l.path(key)
+	if err != nil {
+		return Info{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Info{}, fmt.Errorf("stat artifact %s: %w", key, err)
+	}
+	st, err := os.Stat(src)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Info{}, fmt.Errorf("stat artifact %s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return Info{}, fmt.Errorf("stat artifact %s: %w", key, err)
+	}
+	if !st.Mode().IsRegular() {
+		return Info{}, fmt.Errorf("stat artifact %s: not a blob: %w", key, ErrNotFound)
+	}
+	return Info{Size: st.Size()}, nil
 }
 
 // ctxReader stops a long copy when the activity is cancelled.

@@ -51,7 +51,7 @@ func TestOpenRejectsKeysOutsideTheStore(t *testing.T) {
 
 func TestOpenBadURLs(t *testing.T) {
 	for _, u := range []string{
-		"s3://bucket/prefix",
+		"s3://bucket/prefix?bogus=1",
 		"https://example.com/artifacts",
 		"file://relative/path",
 		"file:relative",

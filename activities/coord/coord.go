@@ -116,3 +116,48 @@ func (a *Activities) CancelRequester(ctx context.Context, in RunRef) (*CancelReq
 	}
 	return &CancelRequest{Identity: who, Cause: found.GetCause()}, nil
 }
+
+// SignalInput is one signal to an open run of WorkflowID.
+type SignalInput struct {
+	WorkflowID string `json:"workflowId"`
+	Signal     string `json:"signal"`
+	Arg        any    `json:"arg,omitempty"`
+}
+
+// SignalResult says, per signal in order, whether it was delivered.
+type SignalResult struct {
+	Delivered []bool   `json:"delivered"`
+	Errors    []string `json:"errors,omitempty"`
+}
+
+// Signals delivers each signal to the open run of its workflow, from the
+// worker rather than from the workflow: a workflow's own signal to another
+// workflow costs its history two events and a workflow task, where a local
+// activity doing the same costs one marker. A workflow that does not run
+// (the lane ended, the switch was never started) is not an error: there is
+// nobody to tell. Other errors are returned so that the local activity
+// retries; a retry sends every signal again, which the lane and the switch
+// ignore for a release they no longer hold.
+func (a *Activities) Signals(ctx context.Context, in []SignalInput) (*SignalResult, error) {
+	out := &SignalResult{Delivered: make([]bool, len(in))}
+	var errs []error
+	for i, s := range in {
+		if s.WorkflowID == "" || s.Signal == "" {
+			return nil, temporal.NewNonRetryableApplicationError("a signal needs a workflow id and a signal name", ErrBadInput, nil)
+		}
+		err := a.Client.SignalWorkflow(ctx, s.WorkflowID, "", s.Signal, s.Arg)
+		var nf *serviceerror.NotFound
+		switch {
+		case err == nil:
+			out.Delivered[i] = true
+		case errors.As(err, &nf):
+			out.Errors = append(out.Errors, fmt.Sprintf("%s to %s: no open run", s.Signal, s.WorkflowID))
+		default:
+			errs = append(errs, fmt.Errorf("signal %s to %s: %w", s.Signal, s.WorkflowID, err))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/keelson-dev/keelson/bundle"
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/release"
@@ -22,7 +24,8 @@ import (
 const (
 	ErrChartNotFound = "HelmChartNotFound"
 	ErrBadInput      = "HelmBadInput"
-	ErrNotReady      = "HelmNotReady" // readiness timed out: the workflow rolls back, retrying will not help
+	ErrBadBundle     = "KeelsonBadBundle" // the release's bundle is missing, malformed or not what its digest says
+	ErrNotReady      = "HelmNotReady"     // readiness timed out: the workflow rolls back, retrying will not help
 	// ErrInvalidValues: the chart does not render with these values, or the
 	// API server refuses what it renders.
 	ErrInvalidValues = "HelmInvalidValues"
@@ -41,6 +44,8 @@ type Activities struct {
 	Kubeconfig string
 	// Logger receives Helm's and the activities' logs; slog.Default() when nil.
 	Logger *slog.Logger
+	// Bundles fetches and caches release bundles by digest.
+	Bundles *bundle.Cache
 	// KubeQPS and KubeBurst are the client-side rate limit of the Kubernetes
 	// clients of each kube context (defaultKubeQPS and
 	// defaultKubeBurst when zero). client-go's own default, 5 and 10, makes
@@ -67,6 +72,10 @@ type Target struct {
 type UpgradeInput struct {
 	Target    Target `json:"target"`
 	ChartPath string `json:"chartPath"`
+	// Bundle is the digest of the release's bundle; ChartPath is then a
+	// path inside it (see bundle.ForSpec). Empty for releases started
+	// before bundles: ChartPath is a path on the worker's disk.
+	Bundle string `json:"bundle,omitempty"`
 	// Version is the application version being released; it is set at
 	// VersionValue (a dotted key, "version" by default).
 	Version      string `json:"version"`
@@ -194,7 +203,11 @@ func (a *Activities) Upgrade(ctx context.Context, in UpgradeInput) (*UpgradeResu
 	if err != nil {
 		return nil, badInput(fmt.Sprintf("upgrade %s in %s: compose values: %v", t.Release, t.Region, err))
 	}
-	ch, err := loadChart(in.ChartPath)
+	chartPath, err := a.chartPath(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := loadChart(chartPath)
 	if err != nil {
 		return nil, classify(err, "upgrade %s in %s", t.Release, t.Region)
 	}
@@ -606,6 +619,28 @@ func (a *Activities) uninstall(cfg *action.Configuration, in RollbackInput, last
 	return &RollbackResult{Revision: rel.Version, Uninstalled: true}, nil
 }
 
+// chartPath is where the chart of in is on this worker: inside its
+// release's bundle (fetched, checked against its digest and cached), or
+// ChartPath itself for releases started before bundles. A bad bundle is
+// a non-retryable error naming the digest, before anything is changed.
+func (a *Activities) chartPath(ctx context.Context, in UpgradeInput) (string, error) {
+	if in.Bundle == "" {
+		return in.ChartPath, nil
+	}
+	if a.Bundles == nil {
+		return "", temporal.NewNonRetryableApplicationError("helm activities: this worker has no bundle cache", ErrBadBundle, nil)
+	}
+	p, err := a.Bundles.Resolve(ctx, in.Bundle, in.ChartPath)
+	if err != nil {
+		msg := fmt.Sprintf("upgrade %s in %s: chart of bundle %s: %v", in.Target.Release, in.Target.Region, in.Bundle, err)
+		if bundle.Invalid(err) {
+			return "", temporal.NewNonRetryableApplicationError(msg, ErrBadBundle, err)
+		}
+		return "", fmt.Errorf("%s", msg)
+	}
+	return p, nil
+}
+
 // Snapshot returns the latest revision of Target, whatever its status, or
 // a zero Revision (Revision 0) when the release was never installed or is
 // uninstalled. The workflow records it as a region's baseline before
@@ -614,6 +649,68 @@ func (a *Activities) uninstall(cfg *action.Configuration, in RollbackInput, last
 func (a *Activities) Snapshot(ctx context.Context, in Target) (*Revision, error) {
 	hb := startHeartbeat(ctx)
 	defer hb.stop()
+	return a.snapshot(in)
+}
+
+// SnapshotAllInput names every region a release will change.
+type SnapshotAllInput struct {
+	Targets []Target `json:"targets"`
+}
+
+// SnapshotAll is Snapshot of every target at once, in the order given: one
+// activity for the whole release instead of one per region, so that the
+// release's history holds three events for it rather than three per region
+// and a workflow task for each completion. Snapshots only read, so one
+// failed region retries them all at no risk; the error names every region
+// that failed, and is non-retryable only when every failure is.
+func (a *Activities) SnapshotAll(ctx context.Context, in SnapshotAllInput) ([]Revision, error) {
+	hb := startHeartbeat(ctx)
+	defer hb.stop()
+	out := make([]Revision, len(in.Targets))
+	errs := make([]error, len(in.Targets))
+	// A few at a time: each reaches its own cluster, and a release of many
+	// regions must not open them all at once.
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, t := range in.Targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			rev, err := a.snapshot(t)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			out[i] = *rev
+		}()
+	}
+	wg.Wait()
+	var failed []error
+	retryable := false
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		failed = append(failed, err)
+		var appErr *temporal.ApplicationError
+		if !errors.As(err, &appErr) || !appErr.NonRetryable() {
+			retryable = true
+		}
+	}
+	switch {
+	case len(failed) == 0:
+		return out, nil
+	case len(failed) == 1:
+		return nil, failed[0]
+	case retryable:
+		return nil, errors.Join(failed...)
+	}
+	return nil, temporal.NewNonRetryableApplicationError(errors.Join(failed...).Error(), ErrBadInput, nil)
+}
+
+func (a *Activities) snapshot(in Target) (*Revision, error) {
 	if err := validateTarget(in); err != nil {
 		return nil, err
 	}

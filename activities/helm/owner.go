@@ -60,6 +60,12 @@ const (
 // ownerLabelKeys are the labels Keelson puts on the revisions it makes.
 var ownerLabelKeys = []string{LabelRelease, LabelRun, LabelOp, labelRevision}
 
+// Made reports whether rev carries o's labels: the revision was made by
+// that Keelson run. Pure, so workflow code may call it.
+func (o Owner) Made(rev Revision) bool {
+	return rev.ReleaseID != "" && rev.ReleaseID == labelValue(o.ReleaseID) && rev.RunID == labelValue(o.RunID)
+}
+
 // labelValue returns id when it is a valid label value (release ids such
 // as release-demo-1.2.0 and UUIDs are), and otherwise a deterministic valid
 // one: id with each character a label value cannot hold replaced by '-',

@@ -22,6 +22,8 @@ import (
 	tfjson "github.com/hashicorp/terraform-json"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/keelson-dev/keelson/bundle"
 )
 
 const (
@@ -66,12 +68,17 @@ func (a *Activities) open(ctx context.Context, st Stack, op string) (_ *session,
 	if err := checkStack(st); err != nil {
 		return nil, err
 	}
-	src, err := filepath.Abs(st.Dir)
-	if err != nil {
-		return nil, badInput("%s %s/%s: stack dir %s: %v", op, st.Application, st.Region, st.Dir, err)
-	}
-	if fi, err := os.Stat(src); err != nil || !fi.IsDir() {
-		return nil, badInput("%s %s/%s: stack dir %s is not a readable folder", op, st.Application, st.Region, src)
+	src := ""
+	if st.Bundle == "" {
+		// A release started before bundles: the folder on this disk.
+		if src, err = filepath.Abs(st.Dir); err != nil {
+			return nil, badInput("%s %s/%s: stack dir %s: %v", op, st.Application, st.Region, st.Dir, err)
+		}
+		if fi, err := os.Stat(src); err != nil || !fi.IsDir() {
+			return nil, badInput("%s %s/%s: stack dir %s is not a readable folder", op, st.Application, st.Region, src)
+		}
+	} else if a.Bundles == nil {
+		return nil, errors.New("terraform activities: this worker has no bundle cache")
 	}
 	if a.WorkDir == "" {
 		return nil, errors.New("terraform activities: WorkDir is not set")
@@ -104,6 +111,22 @@ func (a *Activities) open(ctx context.Context, st Stack, op string) (_ *session,
 			s.close()
 		}
 	}()
+	if st.Bundle != "" {
+		// Fetched and checked against its digest under the heartbeat: a
+		// large bundle from S3 may take a while.
+		s.setPhase("fetching bundle " + st.Bundle)
+		if src, err = a.Bundles.Resolve(ctx, st.Bundle, st.Dir); err != nil {
+			msg := fmt.Sprintf("%s %s: stack of bundle %s: %v", op, s.name, st.Bundle, err)
+			if bundle.Invalid(err) {
+				return nil, temporal.NewNonRetryableApplicationError(msg, ErrBadBundle, err)
+			}
+			return nil, errors.New(msg)
+		}
+		if fi, err := os.Stat(src); err != nil || !fi.IsDir() {
+			return nil, badInput("%s %s: bundle %s has no stack folder %s", op, s.name, st.Bundle, st.Dir)
+		}
+		s.setPhase("waiting for " + s.name)
+	}
 
 	// Two activities of one worker must not rewrite or run the same working
 	// copy at once; across workers, Terraform's state lock serialises runs.

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/keelson-dev/keelson/activities/artifacts"
+	"github.com/keelson-dev/keelson/bundle"
 )
 
 // Error types of non-retryable failures, for errors.As on the workflow side
@@ -25,6 +26,9 @@ import (
 const (
 	ErrConfig   = "TerraformConfigError" // the stack does not validate or plan: retrying cannot help
 	ErrBadInput = "TerraformBadInput"
+	// ErrBadBundle: the release's bundle is missing, malformed or not what
+	// its digest says; nothing was run.
+	ErrBadBundle = "KeelsonBadBundle"
 	// ErrPlanExceedsApproved: a re-plan of a stale saved plan does more
 	// than the plan that was approved (a destroy or replace that was not in
 	// it, an address that was not in it). Non-retryable. Its details carry
@@ -47,6 +51,8 @@ type Activities struct {
 	WorkDir string
 	// Artifacts keeps plan files and full plan JSON.
 	Artifacts artifacts.Store
+	// Bundles fetches and caches release bundles by digest.
+	Bundles *bundle.Cache
 	// Env is passed to Terraform explicitly instead of the whole process
 	// environment (TF_CLI_CONFIG_FILE, credentials for real backends).
 	Env map[string]string
@@ -68,9 +74,13 @@ type Stack struct {
 	Application string `json:"application"`
 	Version     string `json:"version"`
 	Region      string `json:"region"`
-	// Dir is the stack's source directory (absolute).
-	Dir  string            `json:"dir"`
-	Vars map[string]string `json:"vars,omitempty"`
+	// Dir is the stack's source directory: absolute on the worker's disk,
+	// or, with Bundle, a folder inside the release's bundle.
+	Dir string `json:"dir"`
+	// Bundle is the digest of the release's bundle (see bundle.ForSpec);
+	// empty for releases started before bundles.
+	Bundle string            `json:"bundle,omitempty"`
+	Vars   map[string]string `json:"vars,omitempty"`
 }
 
 // PlanInput asks for a plan saved for a later apply.

@@ -8,6 +8,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
 source infra/lab/lib.sh
+# The CLI uploads the release's bundle where the lab's worker reads it.
+export KEELSON_ARTIFACTS=${KEELSON_ARTIFACTS:-$WORKER_ARTIFACTS}
 
 version=${1:-${VERSION:-1.0.0}}
 keelson=$root/bin/keelson
