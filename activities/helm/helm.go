@@ -632,7 +632,7 @@ func (a *Activities) chartPath(ctx context.Context, in UpgradeInput) (string, er
 	}
 	p, err := a.Bundles.Resolve(ctx, in.Bundle, in.ChartPath)
 	if err != nil {
-		msg := fmt.Sprintf("upgrade %s in %s: chart of bundle %s: %v", in.Target.Release, in.Target.Region, in.Bundle, err)
+		msg := fmt.Sprintf("upgrade %s in %s: %v", in.Target.Release, in.Target.Region, err) // err names the bundle
 		if bundle.Invalid(err) {
 			return "", temporal.NewNonRetryableApplicationError(msg, ErrBadBundle, err)
 		}

@@ -43,8 +43,18 @@ func (a *Activities) PlanAll(ctx context.Context, in PlanAllInput) ([]PlanOutcom
 		}
 		out[i].Result = res
 		return nil
-	}, func(i int, err error) { out[i].Error = err.Error() })
+	}, func(i int, err error) { out[i].Error = message(err) })
 	return out, err
+}
+
+// message is an error's text without the cause a Temporal application
+// error appends (which repeats it).
+func message(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	return err.Error()
 }
 
 // VerifyAllInput verifies each saved plan.
@@ -68,7 +78,7 @@ func (a *Activities) VerifyAll(ctx context.Context, in VerifyAllInput) ([]Verify
 		}
 		out[i].Result = res
 		return nil
-	}, func(i int, err error) { out[i].Error = err.Error() })
+	}, func(i int, err error) { out[i].Error = message(err) })
 	return out, err
 }
 

@@ -116,7 +116,7 @@ func (a *Activities) open(ctx context.Context, st Stack, op string) (_ *session,
 		// large bundle from S3 may take a while.
 		s.setPhase("fetching bundle " + st.Bundle)
 		if src, err = a.Bundles.Resolve(ctx, st.Bundle, st.Dir); err != nil {
-			msg := fmt.Sprintf("%s %s: stack of bundle %s: %v", op, s.name, st.Bundle, err)
+			msg := fmt.Sprintf("%s %s: %v", op, s.name, err) // err names the bundle
 			if bundle.Invalid(err) {
 				return nil, temporal.NewNonRetryableApplicationError(msg, ErrBadBundle, err)
 			}
