@@ -26,8 +26,18 @@ lab-build: ## the local stack's binaries, once, into .cache/lab/bin
 up: build ## start Temporal, the three region clusters, moto, Prometheus, the traffic generator and the worker
 	$(LAB)/up.sh
 
-down: ## stop the local stack; its state stays for the next `make up`
-	$(LAB)/down.sh
+down: ## stop the local stack, and the prod topology (make up-prod) if it runs; their state stays for the next up
+	@rc=0; $(LAB)/down.sh || rc=$$?; infra/prod/down.sh || rc=$$?; exit $$rc
+
+# A production-like topology next to the lab, on other ports and with its
+# state in .cache/prod (infra/prod): Temporal's server on PostgreSQL, its Web
+# UI server, moto for S3 and two workers; the regions are the lab's.
+.PHONY: prod-build up-prod
+prod-build: ## the prod topology's binaries, once, into .cache/prod/bin (and Debian's postgresql)
+	infra/prod/build.sh
+
+up-prod: build prod-build ## start the prod topology: Temporal 7333, Web UI 8333, PostgreSQL 5433, S3 5155, workers 8195/8196
+	infra/prod/up.sh
 
 status:
 	$(LAB)/status.sh

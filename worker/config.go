@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,7 +29,11 @@ type config struct {
 	// UIURL is the Web UI, for links in Slack messages.
 	UIURL string
 
-	Artifacts  string
+	Artifacts string
+	// Fleet is set when the worker is one of several: whatever one worker
+	// keeps (plans, Terraform state, bundles) must then be where the others
+	// find it, so a store on the worker's own disk is refused.
+	Fleet      bool
 	WorkDir    string
 	Kubeconfig string
 	// Terraform is the terraform binary; empty when not found (releases
@@ -66,7 +71,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if dataHome == "" {
 		dataHome = filepath.Join(home, ".local", "share")
 	}
-	var dialTimeout, logLevel, terraform, doraWindow, doraInterval string
+	var dialTimeout, logLevel, terraform, doraWindow, doraInterval, fleet string
 	opts := []option{
 		{"temporal-address", "TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port", &c.TemporalAddress},
 		{"namespace", "TEMPORAL_NAMESPACE", "default", "Temporal namespace", &c.Namespace},
@@ -74,6 +79,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		{"dial-timeout", "KEELSON_DIAL_TIMEOUT", "1m", "how long to keep trying to reach Temporal at start", &dialTimeout},
 		{"ui-url", "KEELSON_UI_URL", "http://localhost:8233", "Temporal Web UI base URL, for links in notifications", &c.UIURL},
 		{"artifacts", "KEELSON_ARTIFACTS", filepath.Join(dataHome, "keelson", "artifacts"), "artifact store (bundles, plans, analysis samples): s3://bucket/prefix?region=R&endpoint=URL, file:///path or a folder", &c.Artifacts},
+		{"fleet", "KEELSON_FLEET", "false", "true when this worker is one of several: refuses an artifact store (and so Terraform state) on its own disk", &fleet},
 		{"work-dir", "KEELSON_WORK_DIR", filepath.Join(dataHome, "keelson", "work"), "folder of Terraform working copies and local state", &c.WorkDir},
 		{"kubeconfig", "KUBECONFIG", filepath.Join(home, ".kube", "config"), "kubeconfig with one context per region", &c.Kubeconfig},
 		{"terraform", "KEELSON_TERRAFORM", "", "terraform binary (default: terraform on PATH)", &terraform},
@@ -141,6 +147,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		if v == "" {
 			return config{}, bad(name, "is empty")
 		}
+	}
+	if c.Fleet, err = strconv.ParseBool(fleet); err != nil {
+		return config{}, bad("fleet", "%q: want true or false", fleet)
+	}
+	if c.Fleet && !strings.HasPrefix(c.Artifacts, "s3://") {
+		return config{}, bad("fleet", "this worker is one of several, but its artifact store %q is on its own disk: "+
+			"the others would not find its plans, and Terraform's local state would make each worker create the stacks again. "+
+			"Set --artifacts to an s3:// URL (Terraform state then goes to S3 too)", c.Artifacts)
 	}
 	if terraform != "" {
 		// An explicit binary that is not there is a mistake to report now,

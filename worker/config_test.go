@@ -74,6 +74,9 @@ func TestConfigBadValuesNameTheFlag(t *testing.T) {
 		{[]string{"--slack-path", "slack"}, nil, `--slack-path: "slack" must start with /`},
 		{[]string{"--no-such-flag"}, nil, `no-such-flag`},
 		{[]string{"stray"}, nil, `unexpected argument "stray"`},
+		{[]string{"--fleet", "maybe"}, nil, `--fleet: "maybe": want true or false`},
+		{nil, map[string]string{"KEELSON_FLEET": "true"}, `--fleet (from KEELSON_FLEET): this worker is one of several, but its artifact store "/home/k/.local/share/keelson/artifacts" is on its own disk`},
+		{[]string{"--fleet", "true", "--artifacts", "file:///srv/shared"}, nil, `Set --artifacts to an s3:// URL`},
 	}
 	for _, tc := range cases {
 		env := map[string]string{"HOME": "/home/k"}
@@ -89,6 +92,10 @@ func TestConfigBadValuesNameTheFlag(t *testing.T) {
 	_, err := parseConfig([]string{"--log-level", "loud"}, envOf(map[string]string{"KEELSON_LOG_LEVEL": "debug"}), io.Discard)
 	if err == nil || strings.Contains(err.Error(), "KEELSON_LOG_LEVEL") {
 		t.Errorf("error %v blames the variable", err)
+	}
+	// One of several with an S3 store is what the fleet is for.
+	if c, err := parseConfig([]string{"--fleet", "true", "--artifacts", "s3://b/p?region=us-east-1"}, envOf(map[string]string{"HOME": "/h"}), io.Discard); err != nil || !c.Fleet {
+		t.Errorf("--fleet with S3: %v %v", err, c.Fleet)
 	}
 	// An empty --http-addr disables the server: not an error.
 	if c, err := parseConfig([]string{"--http-addr", ""}, envOf(map[string]string{"HOME": "/h"}), io.Discard); err != nil || c.HTTPAddr != "" {

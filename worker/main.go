@@ -128,7 +128,15 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 	// Bundles are fetched once per worker and digest, checked, and kept
 	// beside the working copies (the same disk, the same lifetime).
 	bundles := &bundle.Cache{Dir: filepath.Join(cfg.WorkDir, "bundles"), Store: store}
-	log.Info("artifact store", "store", artifacts.Describe(store), "bundle_cache", bundles.Dir)
+	// With S3, Terraform's state goes there too (a key per application
+	// and region): any worker plans and applies against the same state.
+	var backend *terraform.S3Backend
+	if s3s, ok := store.(*artifacts.S3); ok {
+		loc := s3s.Location()
+		backend = &terraform.S3Backend{Bucket: loc.Bucket, Prefix: loc.Prefix, Region: loc.Region, Endpoint: loc.Endpoint, PathStyle: loc.PathStyle}
+	}
+	log.Info("artifact store", "store", artifacts.Describe(store), "bundle_cache", bundles.Dir,
+		"terraform_state", map[bool]string{true: "s3", false: "the working copies"}[backend != nil], "fleet", cfg.Fleet)
 
 	w := worker.New(tc, cfg.TaskQueue, worker.Options{WorkerStopTimeout: stopTimeout, Interceptors: m.interceptors()})
 	w.RegisterWorkflow(workflows.Release)
@@ -144,6 +152,7 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 		WorkDir:   cfg.WorkDir,
 		Artifacts: store,
 		Bundles:   bundles,
+		Backend:   backend,
 		Env:       terraformEnv(environ),
 		Logger:    log.With("activities", "terraform"),
 	})

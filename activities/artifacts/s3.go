@@ -399,3 +399,23 @@ func validRegion(r string) bool {
 	}
 	return true
 }
+
+// S3Location is where an S3 store keeps its objects, as another client
+// (Terraform's S3 backend) must be told it.
+type S3Location struct {
+	Bucket    string
+	Prefix    string
+	Region    string
+	Endpoint  string // empty: AWS's own
+	PathStyle bool
+}
+
+// Location reports the store's bucket, prefix and client settings.
+func (s *S3) Location() S3Location {
+	o := s.Client.Options()
+	l := S3Location{Bucket: s.Bucket, Prefix: s.Prefix, Region: o.Region, PathStyle: o.UsePathStyle}
+	if o.BaseEndpoint != nil {
+		l.Endpoint = *o.BaseEndpoint
+	}
+	return l
+}

@@ -9,27 +9,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
+
+	"github.com/keelson-dev/keelson/internal/labtest"
 )
 
 // The S3 store is tested against a real S3 API, moto's: its answers for
 // missing keys, multipart uploads and checksums are what the store must
 // understand. Set KEELSON_S3_TEST_ENDPOINT to use a server already running.
-const motoInstall = "pip install 'moto[server]>=5.2,<5.3'"
 
 func TestS3(t *testing.T) {
 	isolateAWSEnv(t)
@@ -383,76 +378,13 @@ func unsetenv(t *testing.T, k string) {
 }
 
 // s3TestEndpoint returns KEELSON_S3_TEST_ENDPOINT, or starts a moto_server
-// of the test's own on a free loopback port and stops it when the test
-// ends. Without moto the test fails rather than skips: a skipped test would
-// let the S3 store go untested unnoticed.
+// of the test's own (labtest.StartMoto, which fails the test rather than
+// skipping it when moto is missing: a skipped test would let the S3 store
+// go untested unnoticed).
 func s3TestEndpoint(t *testing.T) string {
 	t.Helper()
 	if ep := os.Getenv("KEELSON_S3_TEST_ENDPOINT"); ep != "" {
 		return ep
 	}
-	bin, err := exec.LookPath("moto_server")
-	if err != nil {
-		t.Fatalf("moto_server is not on PATH (%v); the S3 store is tested against it. "+
-			"Install it with: %s (or set KEELSON_S3_TEST_ENDPOINT to a running S3-compatible server)", err, motoInstall)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	require.NoError(t, l.Close())
-
-	var out lockedBuffer
-	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", port)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v; install moto with: %s", bin, err, motoInstall)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
-
-	endpoint := "http://127.0.0.1:" + port
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			exited <- err // for the clean-up
-			t.Fatalf("moto_server exited before answering (%v); install moto with: %s\n%s", err, motoInstall, out.String())
-		default:
-		}
-		resp, err := client.Get(endpoint + "/moto-api/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return endpoint
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("moto_server on port %s did not answer GET /moto-api/ within 15s (last: %v)\n%s", port, err, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// lockedBuffer collects moto's output for failure messages; the process
-// writes it from another goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	return labtest.StartMoto(t)
 }

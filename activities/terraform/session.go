@@ -273,11 +273,20 @@ func (s *session) run(ctx context.Context, command string, stdout io.Writer, fn 
 func (s *session) scratch(name string) string { return filepath.Join(s.dir, scratchDir, name) }
 
 func (s *session) init(ctx context.Context) error {
+	opts := []tfexec.InitOption{tfexec.Upgrade(false)}
+	if b := s.a.Backend; b != nil {
+		more, err := b.configure(s)
+		if err != nil {
+			return fmt.Errorf("init %s: %w", s.name, err)
+		}
+		opts = append(opts, more...)
+	}
 	err := s.run(ctx, "init", s.stdout, func() error {
-		// No backend block in the demo stacks: state is the working copy's
-		// terraform.tfstate. Built-in providers only, so init never needs a
-		// registry; a stack that does gets a clear error from init.
-		return s.tf.Init(ctx, tfexec.Upgrade(false))
+		// Without Backend, state is the working copy's terraform.tfstate
+		// (the demo stacks declare no backend). Built-in providers only, so
+		// init never needs a registry; a stack that does gets a clear error
+		// from init.
+		return s.tf.Init(ctx, opts...)
 	})
 	if err != nil {
 		return s.fail(ctx, "init", err)

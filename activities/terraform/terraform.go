@@ -53,6 +53,9 @@ type Activities struct {
 	Artifacts artifacts.Store
 	// Bundles fetches and caches release bundles by digest.
 	Bundles *bundle.Cache
+	// Backend, when set, keeps state in S3 where every worker finds it;
+	// nil keeps it in the working copy (one worker only).
+	Backend *S3Backend
 	// Env is passed to Terraform explicitly instead of the whole process
 	// environment (TF_CLI_CONFIG_FILE, credentials for real backends).
 	Env map[string]string
