@@ -27,17 +27,38 @@ type PlanAllInput struct {
 	Inputs []PlanInput `json:"inputs"`
 }
 
-// PlanOutcome is one region's plan, or why it failed for good.
-type PlanOutcome struct {
-	Result *PlanResult `json:"result,omitempty"`
-	Error  string      `json:"error,omitempty"`
+// Outcome is one region's result, or why it failed for good.
+type Outcome[T any] struct {
+	Result *T     `json:"result,omitempty"`
+	Error  string `json:"error,omitempty"`
 }
+
+// PlanOutcome is one region's plan, or why it failed for good.
+type PlanOutcome = Outcome[PlanResult]
 
 // PlanAll is Plan for every input, in the order given.
 func (a *Activities) PlanAll(ctx context.Context, in PlanAllInput) ([]PlanOutcome, error) {
-	out := make([]PlanOutcome, len(in.Inputs))
-	err := forEach(len(in.Inputs), func(i int) error {
-		res, err := a.Plan(ctx, in.Inputs[i])
+	return all(ctx, in.Inputs, a.Plan)
+}
+
+// VerifyAllInput verifies each saved plan.
+type VerifyAllInput struct {
+	Inputs []VerifyInput `json:"inputs"`
+}
+
+// VerifyOutcome is one region's verification, or why it failed for good.
+type VerifyOutcome = Outcome[VerifyResult]
+
+// VerifyAll is Verify for every input, in the order given.
+func (a *Activities) VerifyAll(ctx context.Context, in VerifyAllInput) ([]VerifyOutcome, error) {
+	return all(ctx, in.Inputs, a.Verify)
+}
+
+// all runs fn for each input (forEach) and gathers the outcomes in order.
+func all[I, O any](ctx context.Context, inputs []I, fn func(context.Context, I) (*O, error)) ([]Outcome[O], error) {
+	out := make([]Outcome[O], len(inputs))
+	err := forEach(len(inputs), func(i int) error {
+		res, err := fn(ctx, inputs[i])
 		if err != nil {
 			return err
 		}
@@ -55,31 +76,6 @@ func message(err error) string {
 		return appErr.Message()
 	}
 	return err.Error()
-}
-
-// VerifyAllInput verifies each saved plan.
-type VerifyAllInput struct {
-	Inputs []VerifyInput `json:"inputs"`
-}
-
-// VerifyOutcome is one region's verification, or why it failed for good.
-type VerifyOutcome struct {
-	Result *VerifyResult `json:"result,omitempty"`
-	Error  string        `json:"error,omitempty"`
-}
-
-// VerifyAll is Verify for every input, in the order given.
-func (a *Activities) VerifyAll(ctx context.Context, in VerifyAllInput) ([]VerifyOutcome, error) {
-	out := make([]VerifyOutcome, len(in.Inputs))
-	err := forEach(len(in.Inputs), func(i int) error {
-		res, err := a.Verify(ctx, in.Inputs[i])
-		if err != nil {
-			return err
-		}
-		out[i].Result = res
-		return nil
-	}, func(i int, err error) { out[i].Error = message(err) })
-	return out, err
 }
 
 // forEach runs fn for 0..n-1, batchParallelism at a time. Errors that are
