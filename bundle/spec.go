@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -20,6 +21,17 @@ func ForSpec(spec *release.Spec) (*Bundle, *release.Spec, error) {
 		return nil, nil, errors.New("bundle: no release spec")
 	}
 	src := Sources{Chart: spec.Chart.Path}
+	chartDigest := ""
+	if spec.Chart.Repository != "" {
+		tmp, err := os.MkdirTemp("", "keelson-chart-")
+		if err != nil {
+			return nil, nil, err
+		}
+		defer os.RemoveAll(tmp)
+		if src.Chart, chartDigest, err = fetchChart(spec.Chart, tmp); err != nil {
+			return nil, nil, err
+		}
+	}
 	if spec.Terraform != nil {
 		src.Terraform = spec.Terraform.Path
 	}
@@ -29,6 +41,9 @@ func ForSpec(spec *release.Spec) (*Bundle, *release.Spec, error) {
 	}
 	out := *spec
 	out.Chart.Path = ChartFolder
+	// Where the chart came from stays in the release's input, with the
+	// archive's digest: what was fetched is on record.
+	out.Chart.Digest = chartDigest
 	if spec.Terraform != nil {
 		tf := *spec.Terraform
 		tf.Path = TerraformFolder

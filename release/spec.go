@@ -56,10 +56,21 @@ type Spec struct {
 // define their own shape.
 type Values = map[string]any
 
-// Chart names the Helm chart to install: a local chart directory or archive.
+// Chart names the Helm chart to install: a local chart directory or
+// archive (Path), or a chart of a Helm repository or an OCI registry
+// (Repository, Name, Version), fetched once when the release starts.
 type Chart struct {
 	// Path is a chart directory or .tgz, relative to the release file.
-	Path string `json:"path" yaml:"path"`
+	Path string `json:"path,omitempty" yaml:"path,omitempty"`
+	// Repository is a Helm repository URL (https://charts.example.com) or
+	// an OCI registry reference (oci://registry.example.com/charts);
+	// Name and Version (an exact chart version) name the chart in it.
+	Repository string `json:"repository,omitempty" yaml:"repository,omitempty"`
+	Name       string `json:"name,omitempty" yaml:"name,omitempty"`
+	Version    string `json:"version,omitempty" yaml:"version,omitempty"`
+	// Digest is the SHA-256 of the chart archive fetched from Repository
+	// at start ("sha256:…"), recorded with the release; set by Keelson.
+	Digest string `json:"digest,omitempty" yaml:"-"`
 	// Release is the Helm release name; the application name by default.
 	Release string `json:"release,omitempty" yaml:"release,omitempty"`
 	// VersionValue is the dotted values key that receives the release's

@@ -3,6 +3,7 @@ package release
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -84,8 +85,27 @@ func validate(s *Spec) problems {
 		ps.add("application", "%s; the application name becomes the Helm release name and part of workflow ids", msg)
 	}
 
-	if s.Chart.Path == "" {
-		ps.add("chart.path", "required field is missing")
+	switch c := s.Chart; {
+	case c.Path != "" && c.Repository != "":
+		ps.add("chart.repository", "give either chart.path or chart.repository with chart.name and chart.version, not both")
+	case c.Path == "" && c.Repository == "":
+		ps.add("chart.path", "required field is missing (or chart.repository, chart.name and chart.version)")
+	case c.Repository != "":
+		if u, err := url.Parse(c.Repository); err != nil || (u.Scheme != "https" && u.Scheme != "http" && u.Scheme != "oci") || u.Host == "" {
+			ps.add("chart.repository", "%q is not a Helm repository URL (https://…) or OCI reference (oci://…)", c.Repository)
+		} else if u.User != nil {
+			ps.add("chart.repository", "credentials do not belong in the release file: use Helm's registry login or repository configuration")
+		}
+		if c.Name == "" {
+			ps.add("chart.name", "required with chart.repository")
+		}
+		if c.Version == "" {
+			ps.add("chart.version", "required with chart.repository: an exact chart version, so that every start fetches the same chart")
+		} else if strings.ContainsAny(c.Version, "^~><=*| ") {
+			ps.add("chart.version", "%q is a range; give an exact chart version", c.Version)
+		}
+	case c.Name != "" || c.Version != "":
+		ps.add("chart.name", "chart.name and chart.version go with chart.repository; a local chart has only chart.path")
 	}
 	if s.Chart.Release != "" {
 		if msg := checkName(s.Chart.Release, maxNameLen, helmRelease); msg != "" {
