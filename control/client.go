@@ -18,6 +18,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/keelson-dev/keelson/release"
@@ -33,6 +34,18 @@ type Client struct {
 	UIBaseURL string
 	// Address is the Temporal frontend, only for messages.
 	Address string
+	// DataConverter is the one T was dialled with (control.DialOptions),
+	// for the payloads read from histories and memos; the SDK's default
+	// when nil. With encrypted payloads (package codec) it must be set.
+	DataConverter converter.DataConverter
+}
+
+// converter is c's data converter.
+func (c *Client) converter() converter.DataConverter {
+	if c.DataConverter != nil {
+		return c.DataConverter
+	}
+	return converter.GetDefaultDataConverter()
 }
 
 // StartResult tells which release run a start returned.

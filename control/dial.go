@@ -8,6 +8,7 @@ import (
 
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	tlog "go.temporal.io/sdk/log"
 	"google.golang.org/grpc"
 )
@@ -27,6 +28,9 @@ type DialOptions struct {
 	// MetricsHandler receives the SDK's own metrics (the worker exports
 	// them on /metrics); none when nil.
 	MetricsHandler client.MetricsHandler
+	// DataConverter turns values into payloads and back (the codec package's
+	// encrypts them); the SDK's default when nil.
+	DataConverter converter.DataConverter
 }
 
 // Dial connects to Temporal. The connection reports to Client.Start whether
@@ -38,6 +42,7 @@ func Dial(ctx context.Context, o DialOptions) (client.Client, error) {
 		Namespace:      o.Namespace,
 		Identity:       o.Identity,
 		MetricsHandler: o.MetricsHandler,
+		DataConverter:  o.DataConverter,
 		ConnectionOptions: client.ConnectionOptions{
 			DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(startProbeInterceptor)},
 		},

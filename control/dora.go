@@ -11,7 +11,6 @@ import (
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/keelson-dev/keelson/dora"
@@ -211,7 +210,7 @@ func (c *Client) startInput(ctx context.Context, id, runID string) (*workflows.R
 		return nil, errors.New("history does not start with the release's start")
 	}
 	var in workflows.ReleaseInput
-	if err := converter.GetDefaultDataConverter().FromPayloads(events[0].GetWorkflowExecutionStartedEventAttributes().GetInput(), &in); err != nil {
+	if err := c.converter().FromPayloads(events[0].GetWorkflowExecutionStartedEventAttributes().GetInput(), &in); err != nil {
 		return nil, fmt.Errorf("decode the release's input: %w", err)
 	}
 	return &in, nil

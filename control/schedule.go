@@ -14,7 +14,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/keelson-dev/keelson/activities/train"
@@ -231,7 +230,7 @@ func (c *Client) ListSchedules(ctx context.Context, application string) ([]Sched
 		if e.WorkflowType.Name != workflows.TrainWorkflow {
 			continue
 		}
-		memo := decodeMemo(e.Memo)
+		memo := c.decodeMemo(e.Memo)
 		s := ScheduleSummary{
 			Name:        e.ID,
 			Application: memo[MemoApplication],
@@ -318,7 +317,7 @@ func (c *Client) DescribeSchedule(ctx context.Context, name string) (*ScheduleDe
 	if err != nil {
 		return nil, err
 	}
-	memo := decodeMemo(d.Memo)
+	memo := c.decodeMemo(d.Memo)
 	det := &ScheduleDetails{
 		Name:           name,
 		Application:    memo[MemoApplication],
@@ -381,7 +380,7 @@ func (c *Client) readTrain(ctx context.Context, run *TrainRun) {
 	}
 	info := d.GetWorkflowExecutionInfo()
 	run.Status = statusName(info.GetStatus().String())
-	memo := decodeMemo(info.GetMemo())
+	memo := c.decodeMemo(info.GetMemo())
 	run.Version, run.ReleaseID = memo[workflows.MemoTrainVersion], memo[workflows.MemoTrainRelease]
 	releaseRun := memo[workflows.MemoTrainReleaseRun]
 	switch info.GetStatus() {
@@ -502,7 +501,7 @@ func (c *Client) keelsonSchedule(ctx context.Context, verb, name string) (client
 	if len(act.Args) > 0 {
 		if p, ok := act.Args[0].(*commonpb.Payload); ok {
 			var ti workflows.TrainInput
-			if err := converter.GetDefaultDataConverter().FromPayload(p, &ti); err == nil {
+			if err := c.converter().FromPayload(p, &ti); err == nil {
 				in = &ti
 			}
 		}
@@ -531,11 +530,11 @@ func (c *Client) scheduleError(verb, name string, err error) error {
 }
 
 // decodeMemo reads a memo's string fields; others are left out.
-func decodeMemo(m *commonpb.Memo) map[string]string {
+func (c *Client) decodeMemo(m *commonpb.Memo) map[string]string {
 	out := map[string]string{}
 	for k, p := range m.GetFields() {
 		var s string
-		if err := converter.GetDefaultDataConverter().FromPayload(p, &s); err == nil {
+		if err := c.converter().FromPayload(p, &s); err == nil {
 			out[k] = s
 		}
 	}

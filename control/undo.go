@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/converter"
 
 	"github.com/keelson-dev/keelson/release"
 	"github.com/keelson-dev/keelson/workflows"
@@ -172,7 +171,7 @@ func (c *Client) releaseInput(ctx context.Context, releaseID, runID string) (*wo
 		return nil, errors.New("history does not start with the release's start")
 	}
 	var in workflows.ReleaseInput
-	if err := converter.GetDefaultDataConverter().FromPayloads(attrs.GetInput(), &in); err != nil {
+	if err := c.converter().FromPayloads(attrs.GetInput(), &in); err != nil {
 		return nil, fmt.Errorf("decode the release's input: %w", err)
 	}
 	return &in, nil

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/converter"
 
+	"github.com/keelson-dev/keelson/codec"
 	"github.com/keelson-dev/keelson/control"
 	"github.com/keelson-dev/keelson/release"
 	"github.com/keelson-dev/keelson/workflows"
@@ -54,6 +56,9 @@ type globals struct {
 	// artifacts is the artifact store bundles are uploaded to: the
 	// workers' store (a URL, or a folder on a machine they share).
 	artifacts string
+	// codecKeys, when set, are the workers' payload keys (codec.ParseKeys),
+	// so that encrypted inputs, results and queries read.
+	codecKeys string
 }
 
 type app struct {
@@ -167,6 +172,7 @@ func (a *app) rootCmd() *cobra.Command {
 	f.StringVar(&a.g.taskQueue, "task-queue", a.env("KEELSON_TASK_QUEUE", workflows.TaskQueue), "task queue of Keelson's workers (env KEELSON_TASK_QUEUE)")
 	f.StringVar(&a.g.uiURL, "ui-url", a.env("KEELSON_UI_URL", "http://localhost:8233"), "Temporal Web UI base URL, for links (env KEELSON_UI_URL)")
 	f.StringVar(&a.g.user, "user", a.env("KEELSON_USER", user), "who you are, recorded with answers and controls (env KEELSON_USER)")
+	f.StringVar(&a.g.codecKeys, "codec-keys", a.env(codec.EnvKeys, ""), "the workers' payload keys when payloads are encrypted: ID=file:/path or ID=env:NAME, comma-separated (env "+codec.EnvKeys+")")
 	f.StringVar(&a.g.artifacts, "artifacts", a.env("KEELSON_ARTIFACTS", defaultArtifacts(a.getenv)), "artifact store the workers read bundles from: s3://bucket/prefix?region=R, file:///path or a folder (env KEELSON_ARTIFACTS)")
 
 	rel := &cobra.Command{Use: "release", Short: "Start, inspect and list releases"}
@@ -220,18 +226,27 @@ func (a *app) call(parent context.Context, timeout time.Duration, fn func(ctx co
 }
 
 func dialControl(ctx context.Context, g globals) (releases, func(), error) {
+	var dc converter.DataConverter
+	if g.codecKeys != "" {
+		keys, err := codec.ParseKeys(g.codecKeys, os.Getenv)
+		if err != nil {
+			return nil, nil, usageError("--codec-keys: %v", err)
+		}
+		dc = codec.NewDataConverter(keys)
+	}
 	host, _ := os.Hostname()
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	t, err := control.Dial(dctx, control.DialOptions{
-		Address:   g.address,
-		Namespace: g.namespace,
-		Identity:  fmt.Sprintf("keelson-cli %s@%s", g.user, host),
+		Address:       g.address,
+		Namespace:     g.namespace,
+		Identity:      fmt.Sprintf("keelson-cli %s@%s", g.user, host),
+		DataConverter: dc,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	c := &control.Client{T: t, Namespace: g.namespace, TaskQueue: g.taskQueue, UIBaseURL: g.uiURL, Address: g.address}
+	c := &control.Client{T: t, Namespace: g.namespace, TaskQueue: g.taskQueue, UIBaseURL: g.uiURL, Address: g.address, DataConverter: dc}
 	return c, t.Close, nil
 }
 

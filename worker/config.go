@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keelson-dev/keelson/codec"
 	"github.com/keelson-dev/keelson/dora"
 	"github.com/keelson-dev/keelson/workflows"
 )
@@ -51,7 +53,28 @@ type config struct {
 	// every DoraInterval (0 turns them off).
 	DoraWindow   time.Duration
 	DoraInterval time.Duration
+
+	// Codec is set when payloads are encrypted (--codec-keys); nil leaves
+	// them as the SDK writes them.
+	Codec *codecConfig
 }
+
+// codecConfig is payload encryption and its endpoint for the Web UI and
+// the temporal CLI.
+type codecConfig struct {
+	Keys *codec.Keyring
+	// Token guards the /codec/ endpoint; empty leaves it unmounted.
+	Token string
+	// Origins may call the endpoint from a browser (the Web UI's).
+	Origins []string
+}
+
+// The codec token's variables: the token, or (as for Slack's secrets) a
+// file holding it, a mounted secret.
+const (
+	envCodecToken     = "KEELSON_CODEC_TOKEN"
+	envCodecTokenFile = "KEELSON_CODEC_TOKEN_FILE"
+)
 
 // option is one setting: its flag, its environment variable and its default.
 type option struct {
@@ -72,6 +95,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		dataHome = filepath.Join(home, ".local", "share")
 	}
 	var dialTimeout, logLevel, terraform, doraWindow, doraInterval, fleet string
+	var codecKeys, codecToken, codecOrigins string
 	opts := []option{
 		{"temporal-address", "TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port", &c.TemporalAddress},
 		{"namespace", "TEMPORAL_NAMESPACE", "default", "Temporal namespace", &c.Namespace},
@@ -89,6 +113,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		{"log-format", "KEELSON_LOG_FORMAT", "text", "text or json", &c.LogFormat},
 		{"dora-window", "KEELSON_DORA_WINDOW", "30d", "period of the DORA figures on /metrics (30d, 2w, 12h)", &doraWindow},
 		{"dora-interval", "KEELSON_DORA_INTERVAL", "1m", "how often the DORA figures are recomputed from Temporal's visibility; 0 disables them", &doraInterval},
+		{"codec-keys", codec.EnvKeys, "", "encrypt payloads: comma-separated ID=file:/path or ID=env:NAME, the first key encrypts, all decrypt; empty leaves payloads in clear", &codecKeys},
+		{"codec-origins", "KEELSON_CODEC_ORIGINS", "http://localhost:8233", "comma-separated browser origins allowed to call /codec/ (the Web UI's)", &codecOrigins},
 	}
 	fs := flag.NewFlagSet("keelson-worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -101,13 +127,19 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		}
 		fs.StringVar(o.dst, o.flag, def, o.usage+" (env "+o.env+")")
 	}
+	// A secret: not a flag default from the environment, which --help prints.
+	fs.StringVar(&codecToken, "codec-token", "", "bearer token of the /codec/ endpoint for the Web UI and the temporal CLI; empty leaves it off (env "+envCodecToken+" or "+envCodecTokenFile+")")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected argument %q: keelson-worker takes only flags", fs.Arg(0))
 	}
-	fs.Visit(func(f *flag.Flag) { delete(fromEnv, f.Name) })
+	tokenByFlag := false
+	fs.Visit(func(f *flag.Flag) {
+		delete(fromEnv, f.Name)
+		tokenByFlag = tokenByFlag || f.Name == "codec-token"
+	})
 	bad := func(name, format string, args ...any) error {
 		where := "--" + name
 		if env, ok := fromEnv[name]; ok {
@@ -156,6 +188,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 			"the others would not find its plans, and Terraform's local state would make each worker create the stacks again. "+
 			"Set --artifacts to an s3:// URL (Terraform state then goes to S3 too)", c.Artifacts)
 	}
+	if c.Codec, err = parseCodec(codecKeys, codecToken, tokenByFlag, codecOrigins, c.HTTPAddr, getenv, fromEnv, bad); err != nil {
+		return config{}, err
+	}
 	if terraform != "" {
 		// An explicit binary that is not there is a mistake to report now,
 		// not at the first plan.
@@ -166,6 +201,56 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		c.Terraform = p
 	}
 	return c, nil
+}
+
+// parseCodec reads the encryption options; nil without keys. A token
+// without keys, or without the HTTP server to serve it, is a mistake.
+func parseCodec(keys, token string, tokenByFlag bool, origins, httpAddr string, getenv func(string) string,
+	fromEnv map[string]string, bad func(name, format string, args ...any) error) (*codecConfig, error) {
+	if !tokenByFlag && getenv(envCodecToken) != "" {
+		token = getenv(envCodecToken)
+		fromEnv["codec-token"] = envCodecToken
+	}
+	if file := getenv(envCodecTokenFile); file != "" && !tokenByFlag {
+		if token != "" {
+			return nil, fmt.Errorf("both %s and %s are set; use one", envCodecToken, envCodecTokenFile)
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", envCodecTokenFile, err)
+		}
+		// Secret files usually end with a newline that is not part of it.
+		if token = strings.TrimSpace(string(b)); token == "" {
+			return nil, fmt.Errorf("%s %s is empty", envCodecTokenFile, file)
+		}
+		fromEnv["codec-token"] = envCodecTokenFile
+	}
+	if strings.TrimSpace(keys) == "" {
+		if token != "" {
+			return nil, bad("codec-token", "is set, but --codec-keys is empty: the endpoint has no keys to decode with")
+		}
+		return nil, nil
+	}
+	ring, err := codec.ParseKeys(keys, getenv)
+	if err != nil {
+		return nil, bad("codec-keys", "%v", err)
+	}
+	cc := &codecConfig{Keys: ring, Token: strings.TrimSpace(token)}
+	if cc.Token != "" && httpAddr == "" {
+		return nil, bad("codec-token", "is set, but --http-addr is empty: the codec endpoint needs the HTTP server")
+	}
+	for _, o := range strings.Split(origins, ",") {
+		o = strings.TrimRight(strings.TrimSpace(o), "/")
+		if o == "" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" {
+			return nil, bad("codec-origins", "%q is not an origin like http://localhost:8233", o)
+		}
+		cc.Origins = append(cc.Origins, o)
+	}
+	return cc, nil
 }
 
 func parseLevel(s string) (slog.Level, error) {

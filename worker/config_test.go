@@ -3,11 +3,15 @@ package main
 import (
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keelson-dev/keelson/codec"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -122,5 +126,118 @@ func TestTerraformEnvPassesOnlyWhatTerraformNeeds(t *testing.T) {
 	})
 	if len(env) != 3 || env["TF_CLI_CONFIG_FILE"] != "/tf.rc" || env["AWS_ENDPOINT_URL"] == "" || env["TF_VAR_x"] != "1" {
 		t.Errorf("terraform env %v", env)
+	}
+}
+
+func TestConfigCodec(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "key1")
+	if err := os.WriteFile(key, []byte(strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("tok-from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	parse := func(args []string, env map[string]string) (config, error) {
+		full := map[string]string{"HOME": "/h"}
+		for k, v := range env {
+			full[k] = v
+		}
+		return parseConfig(args, envOf(full), io.Discard)
+	}
+
+	// Off by default: no keys, no converter, no endpoint.
+	if c, err := parse(nil, nil); err != nil || c.Codec != nil {
+		t.Errorf("default codec %+v %v", c.Codec, err)
+	}
+
+	c, err := parse(nil, map[string]string{"KEELSON_CODEC_KEYS": "k1=file:" + key, "KEELSON_CODEC_TOKEN": "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Codec == nil || c.Codec.Token != "tok" || strings.Join(c.Codec.Keys.IDs(), ",") != "k1" ||
+		strings.Join(c.Codec.Origins, ",") != "http://localhost:8233" {
+		t.Errorf("codec %+v", c.Codec)
+	}
+
+	// Keys without a token: the worker encrypts, the endpoint stays off.
+	if c, err := parse([]string{"--codec-keys", "k1=file:" + key}, nil); err != nil || c.Codec == nil || c.Codec.Token != "" {
+		t.Errorf("keys without token: %+v %v", c.Codec, err)
+	}
+
+	// The _FILE twin, as for Slack's secrets; and origins with a slash.
+	c, err = parse(nil, map[string]string{
+		"KEELSON_CODEC_KEYS": "k1=file:" + key, "KEELSON_CODEC_TOKEN_FILE": tokenFile,
+		"KEELSON_CODEC_ORIGINS": "https://temporal.example.com/, http://127.0.0.1:8233",
+	})
+	if err != nil || c.Codec.Token != "tok-from-file" || strings.Join(c.Codec.Origins, ",") != "https://temporal.example.com,http://127.0.0.1:8233" {
+		t.Errorf("token file and origins: %+v %v", c.Codec, err)
+	}
+	// The flag wins over both variables.
+	c, err = parse([]string{"--codec-token", "tok-flag"}, map[string]string{
+		"KEELSON_CODEC_KEYS": "k1=file:" + key, "KEELSON_CODEC_TOKEN": "tok", "KEELSON_CODEC_TOKEN_FILE": tokenFile,
+	})
+	if err != nil || c.Codec.Token != "tok-flag" {
+		t.Errorf("flag token: %+v %v", c.Codec, err)
+	}
+
+	cases := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--codec-keys", "k1=file:" + filepath.Join(dir, "nope")}, nil, `--codec-keys: key entry 1 "k1=file:`},
+		{nil, map[string]string{"KEELSON_CODEC_KEYS": "k1=env:NOPE"}, `--codec-keys (from KEELSON_CODEC_KEYS): key entry 1 "k1=env:NOPE": variable NOPE is not set`},
+		{nil, map[string]string{"KEELSON_CODEC_KEYS": "k1=file:" + key + ",k1=file:" + key}, `key id "k1" appears twice`},
+		{nil, map[string]string{"KEELSON_CODEC_TOKEN": "tok"}, `--codec-token (from KEELSON_CODEC_TOKEN): is set, but --codec-keys is empty`},
+		{nil, map[string]string{"KEELSON_CODEC_TOKEN_FILE": tokenFile}, `--codec-token (from KEELSON_CODEC_TOKEN_FILE): is set, but --codec-keys is empty`},
+		{nil, map[string]string{"KEELSON_CODEC_KEYS": "k1=file:" + key, "KEELSON_CODEC_TOKEN": "tok", "KEELSON_CODEC_TOKEN_FILE": tokenFile}, `both KEELSON_CODEC_TOKEN and KEELSON_CODEC_TOKEN_FILE are set`},
+		{nil, map[string]string{"KEELSON_CODEC_KEYS": "k1=file:" + key, "KEELSON_CODEC_TOKEN_FILE": filepath.Join(dir, "nope")}, `read KEELSON_CODEC_TOKEN_FILE`},
+		{[]string{"--codec-keys", "k1=file:" + key, "--codec-token", "tok", "--http-addr", ""}, nil, `--codec-token: is set, but --http-addr is empty`},
+		{[]string{"--codec-keys", "k1=file:" + key, "--codec-origins", "localhost:8233"}, nil, `--codec-origins: "localhost:8233" is not an origin`},
+		{[]string{"--codec-keys", "k1=file:" + key, "--codec-origins", "http://ui.example/path"}, nil, `--codec-origins: "http://ui.example/path" is not an origin`},
+	}
+	for _, tc := range cases {
+		_, err := parse(tc.args, tc.env)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v %v: error %v, want it to contain %q", tc.args, tc.env, err, tc.want)
+			continue
+		}
+		if strings.Contains(err.Error(), "abab") || strings.Contains(err.Error(), "tok-from-file") {
+			t.Errorf("error shows a secret: %v", err)
+		}
+	}
+}
+
+func TestConfigHelpHidesTheCodecToken(t *testing.T) {
+	var help strings.Builder
+	_, _ = parseConfig([]string{"--help"}, envOf(map[string]string{"HOME": "/h", "KEELSON_CODEC_TOKEN": "tok-in-env"}), &help)
+	if !strings.Contains(help.String(), "codec-token") || strings.Contains(help.String(), "tok-in-env") {
+		t.Errorf("--help:\n%s", help.String())
+	}
+}
+
+func TestMountCodec(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	mux := http.NewServeMux()
+	if dc := mountCodec(config{}, mux, log); dc != nil {
+		t.Error("a data converter without keys")
+	}
+	keys, err := codec.NewKeyring(codec.Key{ID: "k1", Secret: make([]byte, codec.KeySize)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := func(mux *http.ServeMux) int {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/codec/decode", strings.NewReader(`{"payloads":[]}`)))
+		return rec.Code
+	}
+	if dc := mountCodec(config{Codec: &codecConfig{Keys: keys}}, mux, log); dc == nil || status(mux) != http.StatusNotFound {
+		t.Errorf("keys without token: converter %v, /codec/decode %d (want 404: not mounted)", dc, status(mux))
+	}
+	mux = http.NewServeMux()
+	if dc := mountCodec(config{Codec: &codecConfig{Keys: keys, Token: "tok"}}, mux, log); dc == nil || status(mux) != http.StatusUnauthorized {
+		t.Errorf("with token: converter %v, /codec/decode %d (want 401)", dc, status(mux))
 	}
 }

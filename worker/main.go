@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/keelson-dev/keelson/activities/analysis"
@@ -33,6 +34,7 @@ import (
 	"github.com/keelson-dev/keelson/activities/traffic"
 	"github.com/keelson-dev/keelson/activities/train"
 	"github.com/keelson-dev/keelson/bundle"
+	"github.com/keelson-dev/keelson/codec"
 	"github.com/keelson-dev/keelson/control"
 	"github.com/keelson-dev/keelson/worker/slackhook"
 	"github.com/keelson-dev/keelson/workflows"
@@ -88,6 +90,7 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 	m := newMetrics(log)
 	defer m.close()
 	probes.mux.Handle("GET /metrics", m.handler())
+	dc := mountCodec(cfg, probes.mux, log)
 	var srv *http.Server
 	if cfg.HTTPAddr != "" {
 		var err error
@@ -103,6 +106,7 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 
 	tc, err := control.Dial(ctx, control.DialOptions{
 		Address: cfg.TemporalAddress, Namespace: cfg.Namespace, Logger: log, Wait: cfg.DialTimeout, MetricsHandler: m.sdk,
+		DataConverter: dc,
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -173,7 +177,7 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 
 	var hook *slackhook.Handler
 	if slackCfg.Enabled() {
-		ctl := &control.Client{T: tc, Namespace: cfg.Namespace, TaskQueue: cfg.TaskQueue, UIBaseURL: cfg.UIURL, Address: cfg.TemporalAddress}
+		ctl := &control.Client{T: tc, Namespace: cfg.Namespace, TaskQueue: cfg.TaskQueue, UIBaseURL: cfg.UIURL, Address: cfg.TemporalAddress, DataConverter: dc}
 		if hook, err = mountSlack(ctx, cfg, slackCfg, ctl, w, probes.mux, srv != nil, log); err != nil {
 			return err
 		}
@@ -184,7 +188,7 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 	}
 	probes.ready.Store(true)
 	log.Info("keelson-worker ready", "task_queue", cfg.TaskQueue)
-	m.startDora(ctx, cfg, tc, log)
+	m.startDora(ctx, cfg, tc, dc, log)
 
 	<-ctx.Done()
 	log.Info("stopping: signal received", "grace", stopTimeout)
@@ -201,6 +205,26 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 	w.Stop()
 	log.Info("worker stopped")
 	return nil
+}
+
+// mountCodec returns the data converter that encrypts payloads, and serves
+// the codec endpoint for the Web UI and the temporal CLI at /codec/ when a
+// token guards it. Without keys it returns nil: the SDK's default.
+func mountCodec(cfg config, mux *http.ServeMux, log *slog.Logger) converter.DataConverter {
+	if cfg.Codec == nil {
+		log.Info("payload encryption: off (no --codec-keys)")
+		return nil
+	}
+	ids := cfg.Codec.Keys.IDs()
+	log.Info("payload encryption: on", "encrypting_key", ids[0], "keys", ids)
+	if cfg.Codec.Token == "" {
+		log.Info("codec endpoint: off (no --codec-token): the Web UI and the temporal CLI show payloads encrypted")
+	} else {
+		h := codec.Handler(codec.New(cfg.Codec.Keys), cfg.Codec.Token, cfg.Codec.Origins, log.With("http", "codec"))
+		mux.Handle("/codec/", http.StripPrefix("/codec", h))
+		log.Info("codec endpoint mounted", "path", "/codec/", "origins", cfg.Codec.Origins)
+	}
+	return codec.NewDataConverter(cfg.Codec.Keys)
 }
 
 // mountSlack registers the Slack activities and connects Slack's

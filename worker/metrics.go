@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	sdktally "go.temporal.io/sdk/contrib/tally"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -103,12 +104,12 @@ func (m *metrics) interceptors() []interceptor.WorkerInterceptor {
 
 // startDora exports the DORA figures, refreshed in the background until
 // ctx ends, unless --dora-interval is 0.
-func (m *metrics) startDora(ctx context.Context, cfg config, tc client.Client, log *slog.Logger) {
+func (m *metrics) startDora(ctx context.Context, cfg config, tc client.Client, dc converter.DataConverter, log *slog.Logger) {
 	if cfg.DoraInterval <= 0 {
 		log.Info("dora figures off (--dora-interval 0)")
 		return
 	}
-	ctl := &control.Client{T: tc, Namespace: cfg.Namespace, TaskQueue: cfg.TaskQueue, UIBaseURL: cfg.UIURL, Address: cfg.TemporalAddress}
+	ctl := &control.Client{T: tc, Namespace: cfg.Namespace, TaskQueue: cfg.TaskQueue, UIBaseURL: cfg.UIURL, Address: cfg.TemporalAddress, DataConverter: dc}
 	g := newDoraGauges(cfg.DoraWindow, clientGather(ctl), log.With("component", "dora"))
 	m.reg.MustRegister(g)
 	go g.run(ctx, cfg.DoraInterval)

@@ -12,6 +12,8 @@ import (
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/keelson-dev/keelson/codec"
 )
 
 // testdata/index.json names, for every recorded history, the workflow ID
@@ -42,6 +44,16 @@ func TestReplayRecordedHistories(t *testing.T) {
 		t.Fatal(err)
 	}
 	recorded := recorded(t)
+	// With the workers' keys, histories recorded with encryption on replay
+	// too; the ones in clear pass through the codec unchanged.
+	var opts worker.WorkflowReplayerOptions
+	if spec := os.Getenv(codec.EnvKeys); spec != "" {
+		keys, err := codec.ParseKeys(spec, os.Getenv)
+		if err != nil {
+			t.Fatalf("%s: %v", codec.EnvKeys, err)
+		}
+		opts.DataConverter = codec.NewDataConverter(keys)
+	}
 	files = slices.DeleteFunc(files, func(f string) bool { return filepath.Base(f) == "index.json" })
 	if len(files) != len(recorded) {
 		t.Fatalf("testdata holds %d histories, index.json names %d: keep them in step", len(files), len(recorded))
@@ -61,7 +73,10 @@ func TestReplayRecordedHistories(t *testing.T) {
 			if err != nil {
 				t.Fatalf("read %s: %v", f, err)
 			}
-			r := worker.NewWorkflowReplayer()
+			r, err := worker.NewWorkflowReplayerWithOptions(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
 			r.RegisterWorkflow(Release)
 			r.RegisterWorkflow(RegionRollout)
 			r.RegisterWorkflow(Lane)
