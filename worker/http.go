@@ -53,7 +53,18 @@ func serve(addr string, h http.Handler, log *slog.Logger) (*http.Server, error) 
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{
+		Handler: limitBodies(h, maxRequestBody),
+		// Every route answers in well under these: Slack wants its answer
+		// within 3 s, probes and /metrics are quick, the codec endpoint
+		// handles at most a few MiB. A client that dawdles (or a slow-loris
+		// attack) is cut off rather than holding a connection open.
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", "err", err)
@@ -61,4 +72,23 @@ func serve(addr string, h http.Handler, log *slog.Logger) (*http.Server, error) 
 	}()
 	log.Info("http listening", "addr", ln.Addr().String())
 	return srv, nil
+}
+
+// maxRequestBody bounds every request body the worker reads: Slack's
+// interaction payloads are a few KiB and the codec endpoint's requests at
+// most a few MiB (codec.MaxBodyBytes); routes may set a lower limit.
+const maxRequestBody = 8 << 20
+
+// limitBodies caps the body of every request at n bytes, so that no route
+// can be made to read an unbounded body; a read past it fails and the
+// route answers 413 or 400.
+func limitBodies(h http.Handler, n int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > n {
+			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, n)
+		h.ServeHTTP(w, r)
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
@@ -32,6 +33,12 @@ func (h *Handler) RunSocketMode(ctx context.Context) error {
 	sm := socketmode.New(h.api, socketmode.OptionLog(slog.NewLogLogger(h.log.Handler(), slog.LevelDebug)))
 	errc := make(chan error, 1)
 	go func() { errc <- sm.RunContext(ctx) }()
+	// Interactions are handled concurrently, a bounded number at once: one
+	// approval waiting on a slow Temporal Update must not hold up the
+	// clicks behind it (Slack wants each acknowledged within 3 s).
+	sem := make(chan struct{}, socketConcurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
 		select {
 		case err := <-errc:
@@ -40,10 +47,28 @@ func (h *Handler) RunSocketMode(ctx context.Context) error {
 			}
 			return err
 		case evt := <-sm.Events:
-			h.socketEvent(ctx, sm, evt)
+			if evt.Type != socketmode.EventTypeInteractive {
+				h.socketEvent(ctx, sm, evt)
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return nil
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				h.socketEvent(ctx, sm, evt)
+			}()
 		}
 	}
 }
+
+// socketConcurrency bounds the interactions handled at once over Socket
+// Mode.
+const socketConcurrency = 16
 
 func (h *Handler) socketEvent(ctx context.Context, sm *socketmode.Client, evt socketmode.Event) {
 	switch evt.Type {
