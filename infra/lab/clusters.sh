@@ -53,19 +53,6 @@ start_region() {
 			  # controller manager Kubernetes' own node grace period (40s).
 			  nodeLeaseDurationSeconds: 20
 			  heartbeatFactor: 1
-			# One scheduler and one controller manager per cluster: leader
-			# election buys nothing, and on a machine short of CPU a lease
-			# renewal that times out makes them exit (no pod is scheduled
-			# or made Ready after that, and every release fails readiness).
-			componentsPatches:
-			- name: kube-scheduler
-			  extraArgs:
-			  - key: leader-elect
-			    value: "false"
-			- name: kube-controller-manager
-			  extraArgs:
-			  - key: leader-elect
-			    value: "false"
 		EOT
 		# The stages replace kwok's default stages with ours (see the file).
 		"$LAB_BIN/kwokctl" --config "$STAGES" --config "$ports" create cluster --name "$region" \
