@@ -45,7 +45,11 @@ func TestFailoverMovesAShareAndRestoreBringsItBack(t *testing.T) {
 		delete(doc, "terraform")
 		doc["regions"] = []any{region(doc, "us-east-1"), region(doc, "eu-west-1")}
 		doc["waves"] = []any{
-			map[string]any{"name": "first", "regions": []any{"us-east-1"}, "bake": "2s"},
+			// The first region bakes longer than the check's 10s rate
+			// window: the traffic generator's requests before the stable
+			// side existed (5xx) are then out of the window when the
+			// failover watch first judges it.
+			map[string]any{"name": "first", "regions": []any{"us-east-1"}, "bake": "15s"},
 			map[string]any{"name": "second", "regions": []any{"eu-west-1"}, "bake": "3m"},
 		}
 		doc["health"] = []any{}
