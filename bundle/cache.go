@@ -173,7 +173,7 @@ func (c *Cache) fetch(ctx context.Context, digest, hexDigest, dir, final string)
 	// and is not written to disk in full before the digest says so.
 	maxArchive := maxUnpacked + maxUnpacked/64 + int64(maxFiles)*1024 + 1<<20
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(ctxReader{ctx, rc}, maxArchive+1))
+	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(artifacts.ContextReader(ctx, rc), maxArchive+1))
 	if err != nil {
 		return fmt.Errorf("bundle %s: download %s: %w", digest, key, err)
 	}
@@ -410,17 +410,4 @@ func copyFile(src, dst string, perm fs.FileMode) error {
 		return fmt.Errorf("copy %s: %w", src, err)
 	}
 	return out.Close()
-}
-
-// ctxReader stops a long download when the activity is cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

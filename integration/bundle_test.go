@@ -81,6 +81,8 @@ func TestReleaseOutlivesItsCheckout(t *testing.T) {
 	if res.Phase != workflows.PhaseSucceeded {
 		t.Fatalf("release from a deleted checkout: %s", writeJSON(res))
 	}
+	l.record(t, id, "release-bundled")
+	l.record(t, workflows.RegionID(id, "us-east-1"), "region-bundled")
 	for _, r := range []string{"us-east-1", "eu-west-1", "ap-southeast-1"} {
 		if v := l.deployedVersion(t, r, app); v != "1.0.0" {
 			t.Errorf("%s runs %q, want 1.0.0", r, v)
@@ -176,6 +178,9 @@ func TestBadBundleAppliesNothing(t *testing.T) {
 				t.Fatalf("want failed naming %s (%s), got %s", b.Digest, c.want, writeJSON(out))
 			}
 			t.Logf("%s: %s", res.ReleaseID, out.Reason)
+			if c.name == "tampered" {
+				l.record(t, res.ReleaseID, "release-bad-bundle")
+			}
 			if r := retries(l.history(t, res.ReleaseID), "PlanAll"); len(r) > 0 {
 				t.Errorf("a bad bundle was retried: %+v", r)
 			}

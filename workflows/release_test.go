@@ -134,19 +134,7 @@ func (s *releaseSuite) SetupTest() {
 	}
 	s.env.OnActivity(tf.Plan, mock.Anything, mock.Anything).Return(plan)
 	s.env.OnActivity(tf.PlanAll, mock.Anything, mock.Anything).Return(func(ctx context.Context, in terraform.PlanAllInput) ([]terraform.PlanOutcome, error) {
-		out := make([]terraform.PlanOutcome, len(in.Inputs))
-		for i, pi := range in.Inputs {
-			res, err := plan(ctx, pi)
-			if err != nil {
-				if !nonRetryable(err) {
-					return nil, err
-				}
-				out[i].Error = err.Error()
-				continue
-			}
-			out[i].Result = res
-		}
-		return out, nil
+		return batchOf(ctx, in.Inputs, plan)
 	})
 	s.env.OnActivity(tf.Apply, mock.Anything, mock.Anything).Return(func(_ context.Context, in terraform.ApplyInput) (*terraform.ApplyResult, error) {
 		if s.applyFn != nil {
@@ -266,20 +254,27 @@ func (s *releaseSuite) SetupTest() {
 	}
 	s.env.OnActivity(tf.Verify, mock.Anything, mock.Anything).Return(verify)
 	s.env.OnActivity(tf.VerifyAll, mock.Anything, mock.Anything).Return(func(ctx context.Context, in terraform.VerifyAllInput) ([]terraform.VerifyOutcome, error) {
-		out := make([]terraform.VerifyOutcome, len(in.Inputs))
-		for i, vi := range in.Inputs {
-			res, err := verify(ctx, vi)
-			if err != nil {
-				if !nonRetryable(err) {
-					return nil, err
-				}
-				out[i].Error = err.Error()
-				continue
-			}
-			out[i].Result = res
-		}
-		return out, nil
+		return batchOf(ctx, in.Inputs, verify)
 	})
+}
+
+// batchOf runs a region's stand-in for each input as the batch activities
+// do: a non-retryable error is that region's outcome, any other fails the
+// whole batch.
+func batchOf[I, O any](ctx context.Context, inputs []I, fn func(context.Context, I) (*O, error)) ([]terraform.Outcome[O], error) {
+	out := make([]terraform.Outcome[O], len(inputs))
+	for i, in := range inputs {
+		res, err := fn(ctx, in)
+		if err != nil {
+			if !nonRetryable(err) {
+				return nil, err
+			}
+			out[i].Error = err.Error()
+			continue
+		}
+		out[i].Result = res
+	}
+	return out, nil
 }
 
 // nonRetryable mirrors the batch activities: such an error is one

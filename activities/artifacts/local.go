@@ -137,6 +137,10 @@ func (l *Local) Stat(ctx context.Context, key string) (Info, error) {
 	return Info{Size: st.Size()}, nil
 }
 
+// ContextReader is r that stops at its next Read once ctx is done: a long
+// copy or download ends when its activity is cancelled.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+
 // ctxReader stops a long copy when the activity is cancelled.
 type ctxReader struct {
 	ctx context.Context
