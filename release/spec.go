@@ -156,6 +156,13 @@ type Gate struct {
 	Escalation *Escalation `json:"escalation,omitempty" yaml:"escalation,omitempty"`
 	// Reminders are sent this long before the timeout.
 	Reminders []Duration `json:"reminders,omitempty" yaml:"reminders,omitempty"`
+	// Approvals is how many distinct people must approve before the gate
+	// opens; 1 by default. One rejection closes it.
+	Approvals int `json:"approvals,omitempty" yaml:"approvals,omitempty"`
+	// StarterMayApprove lets whoever started the release answer its gate.
+	// Off by default: separation of duties, enforced when the worker
+	// verifies identities (package identity).
+	StarterMayApprove bool `json:"starterMayApprove,omitempty" yaml:"starterMayApprove,omitempty"`
 }
 
 // Escalation is the second chance of a gate that timed out.

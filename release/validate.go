@@ -306,6 +306,12 @@ func validateGate(g *Gate, at string, ps *problems) {
 			ps.add(at+".escalation.extend", "must be longer than 0 (how much longer the gate stays open)")
 		}
 	}
+	if g.Approvals < 0 {
+		ps.add(at+".approvals", "must not be negative (how many distinct people must approve; 1 by default)")
+	}
+	if n := len(g.Approvers); n > 0 && len(g.ApproverGroups) == 0 && g.Approvals > n {
+		ps.add(at+".approvals", "%d approvals needed but only %d approvers listed: the gate could never open", g.Approvals, n)
+	}
 	for i, r := range g.Reminders {
 		rat := fmt.Sprintf("%s.reminders[%d]", at, i)
 		switch {
