@@ -17,6 +17,7 @@ import (
 
 	"github.com/keelson-dev/keelson/codec"
 	"github.com/keelson-dev/keelson/dora"
+	"github.com/keelson-dev/keelson/identity"
 	"github.com/keelson-dev/keelson/workflows"
 )
 
@@ -57,6 +58,14 @@ type config struct {
 	// Codec is set when payloads are encrypted (--codec-keys); nil leaves
 	// them as the SDK writes them.
 	Codec *codecConfig
+
+	// Access is the access policy file (package identity): who may start,
+	// approve and operate releases, by key and Slack account. Empty
+	// leaves answers unverified.
+	Access string
+	// BridgeKey signs the answers of Slack users that the Slack bridge
+	// verified; its public key is among the policy's bridges.
+	BridgeKey *identity.Signer
 }
 
 // codecConfig is payload encryption and its endpoint for the Web UI and
@@ -95,7 +104,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		dataHome = filepath.Join(home, ".local", "share")
 	}
 	var dialTimeout, logLevel, terraform, doraWindow, doraInterval, fleet string
-	var codecKeys, codecToken, codecOrigins string
+	var codecKeys, codecToken, codecOrigins, bridgeKey string
 	opts := []option{
 		{"temporal-address", "TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port", &c.TemporalAddress},
 		{"namespace", "TEMPORAL_NAMESPACE", "default", "Temporal namespace", &c.Namespace},
@@ -115,6 +124,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		{"dora-interval", "KEELSON_DORA_INTERVAL", "1m", "how often the DORA figures are recomputed from Temporal's visibility; 0 disables them", &doraInterval},
 		{"codec-keys", codec.EnvKeys, "", "encrypt payloads: comma-separated ID=file:/path or ID=env:NAME, the first key encrypts, all decrypt; empty leaves payloads in clear", &codecKeys},
 		{"codec-origins", "KEELSON_CODEC_ORIGINS", "http://localhost:8233", "comma-separated browser origins allowed to call /codec/ (the Web UI's)", &codecOrigins},
+		{"access", "KEELSON_ACCESS", "", "access policy file: who may start, approve and operate releases, checked against SSH signatures (docs/identity.md); empty leaves answers unverified", &c.Access},
+		{"bridge-key", "KEELSON_BRIDGE_KEY", "", "ed25519 private key file with which the Slack bridge signs the answers of the Slack users it verified", &bridgeKey},
 	}
 	fs := flag.NewFlagSet("keelson-worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -190,6 +201,18 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if c.Codec, err = parseCodec(codecKeys, codecToken, tokenByFlag, codecOrigins, c.HTTPAddr, getenv, fromEnv, bad); err != nil {
 		return config{}, err
+	}
+	if c.Access != "" {
+		// A policy that does not load is a mistake to report now, not at
+		// the first release (which would be refused).
+		if _, err := identity.LoadPolicy(c.Access); err != nil {
+			return config{}, bad("access", "%v", err)
+		}
+	}
+	if bridgeKey != "" {
+		if c.BridgeKey, err = identity.LoadSigner(identity.Bridge, bridgeKey); err != nil {
+			return config{}, bad("bridge-key", "%v", err)
+		}
 	}
 	if terraform != "" {
 		// An explicit binary that is not there is a mistake to report now,

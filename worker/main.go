@@ -29,6 +29,7 @@ import (
 	"github.com/keelson-dev/keelson/activities/coord"
 	"github.com/keelson-dev/keelson/activities/health"
 	"github.com/keelson-dev/keelson/activities/helm"
+	"github.com/keelson-dev/keelson/activities/policy"
 	"github.com/keelson-dev/keelson/activities/slack"
 	"github.com/keelson-dev/keelson/activities/terraform"
 	"github.com/keelson-dev/keelson/activities/traffic"
@@ -150,6 +151,16 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 	w.RegisterWorkflow(workflows.Freeze)
 	w.RegisterWorkflow(workflows.Train)
 	w.RegisterActivity(&coord.Activities{Client: tc})
+	w.RegisterActivity(&policy.Activities{File: cfg.Access})
+	if cfg.Access == "" {
+		lvl := slog.LevelInfo
+		if cfg.Fleet {
+			lvl = slog.LevelWarn
+		}
+		log.Log(ctx, lvl, "identities: not verified (no --access policy): answers and controls are taken by the names they carry")
+	} else {
+		log.Info("identities: verified", "policy", cfg.Access, "slack_bridge_key", cfg.BridgeKey != nil)
+	}
 	w.RegisterActivity(&train.Activities{Client: tc, Env: train.CommandEnv(environ), Logger: log.With("activities", "train")})
 	w.RegisterActivity(&terraform.Activities{
 		Binary:    cfg.Terraform,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keelson-dev/keelson/activities/analysis"
+	"github.com/keelson-dev/keelson/identity"
 	"github.com/keelson-dev/keelson/release"
 )
 
@@ -72,6 +73,10 @@ type ReleaseInput struct {
 	Bundle string `json:"bundle,omitempty"`
 	// StartedBy is who or what started the release (a user, a CI job).
 	StartedBy string `json:"startedBy,omitempty"`
+	// StartProof is the starter's signature over the start (StartIntent),
+	// or the schedule creator's over the schedule (ScheduleIntent) for a
+	// release a train started. Required when the worker verifies identities.
+	StartProof *identity.Proof `json:"startProof,omitempty"`
 	// CommitTime is when the change released was committed (`--commit-time`
 	// or the CI's variable): the start of DORA's change lead time. Zero
 	// when unknown.
@@ -146,6 +151,11 @@ type GateAnswer struct {
 	Reason string   `json:"reason,omitempty"`
 	// Via says where the answer came from: cli, slack, ui.
 	Via string `json:"via,omitempty"`
+	// Team is the Slack team of UserID, as the Slack bridge attests it.
+	Team string `json:"team,omitempty"`
+	// Proof is the signature over the answer (package identity); required
+	// when the worker verifies identities.
+	Proof *identity.Proof `json:"proof,omitempty"`
 }
 
 // Control is the argument of pause, resume, abort, promote and rollback.
@@ -158,6 +168,9 @@ type Control struct {
 	Waves []string `json:"waves,omitempty"`
 	// Via says where the control came from: cli, slack, ui, cancel.
 	Via string `json:"via,omitempty"`
+	// Proof is the signature over the control (package identity);
+	// required when the worker verifies identities.
+	Proof *identity.Proof `json:"proof,omitempty"`
 }
 
 // Status is the answer of the status query.
@@ -171,6 +184,12 @@ type Status struct {
 	Waves       []WaveStatus `json:"waves"`
 	Gate        *GateStatus  `json:"gate,omitempty"`
 	Approvals   []Approval   `json:"approvals,omitempty"`
+	// StartedBy is who started the release: the verified identity when the
+	// worker verifies identities, else the name the starter gave.
+	StartedBy string `json:"startedBy,omitempty"`
+	// Access says whether answers and controls are verified, and against
+	// which access policy.
+	Access string `json:"access,omitempty"`
 	// Queue is set while the release waits for its application's lane.
 	Queue *QueueStatus `json:"queue,omitempty"`
 	// Failovers are the regions that lost their share of the failover
@@ -229,6 +248,13 @@ type GateStatus struct {
 	Plans []GatePlan `json:"plans,omitempty"`
 	// Note says why the gate opened again (the plan changed after approval).
 	Note string `json:"note,omitempty"`
+	// Opened is when this opening of the gate began: a signed answer
+	// names it, so that an answer to an earlier opening does not count.
+	Opened time.Time `json:"opened,omitempty"`
+	// Needed is how many distinct approvals open the gate, and Approved
+	// who approved so far.
+	Needed   int      `json:"needed,omitempty"`
+	Approved []string `json:"approved,omitempty"`
 }
 
 // GatePlan is one region's plan as shown at a gate.
@@ -249,6 +275,14 @@ type Approval struct {
 	Reason   string    `json:"reason,omitempty"`
 	At       time.Time `json:"at"`
 	TimedOut bool      `json:"timedOut,omitempty"`
+	// Identity is who the answer's proof names (package identity), when
+	// the worker verifies identities; Team is their Slack team, Key the
+	// fingerprint of the key that signed (the Slack bridge's for a click).
+	Identity string `json:"identity,omitempty"`
+	Team     string `json:"team,omitempty"`
+	Key      string `json:"key,omitempty"`
+	// Needed is how many approvals the gate needed, when more than one.
+	Needed int `json:"needed,omitempty"`
 }
 
 // ReleaseResult is what a finished release returns: every region's outcome.

@@ -47,6 +47,8 @@ func (r *releaseImpl) runGate(ctx workflow.Context, wi int, plans map[string]*te
 		Groups:    g.ApproverGroups,
 		Deadline:  workflow.Now(ctx).Add(timeout),
 		Note:      note,
+		Opened:    workflow.Now(ctx),
+		Needed:    max(1, g.Approvals),
 	}}
 	if r.owned {
 		for _, region := range wave.Regions {
@@ -119,8 +121,10 @@ func (r *releaseImpl) runGate(ctx workflow.Context, wi int, plans map[string]*te
 }
 
 // validateAnswer is the approve and reject validator: it refuses answers to
-// no gate, to another gate, and from people who are not approvers.
-func (r *releaseImpl) validateAnswer(a GateAnswer) error {
+// no gate, to another gate, and from people who are not approvers; where
+// identities are verified, answers without a valid proof, from the
+// release's starter, and a second approval by the same person.
+func (r *releaseImpl) validateAnswer(ctx workflow.Context, approve bool, a GateAnswer) error {
 	if r.status.Phase.Done() {
 		return refuse("release %s has finished (%s)", r.id, r.status.Phase)
 	}
@@ -134,6 +138,9 @@ func (r *releaseImpl) validateAnswer(a GateAnswer) error {
 	if g.answer != nil {
 		return refuse("gate %s was already answered by %s", g.status.Name, g.answer.User)
 	}
+	if who, err := r.mayApprove(ctx, approve, a); err != nil || who != nil {
+		return err
+	}
 	if a.User == "" && a.UserID == "" {
 		return refuse("an answer needs a user")
 	}
@@ -144,6 +151,9 @@ func (r *releaseImpl) validateAnswer(a GateAnswer) error {
 		}
 		list := strings.Join(append(slices.Clone(g.spec.Approvers), prefixed("@", g.spec.ApproverGroups)...), ", ")
 		return refuse("user %s is not an approver of gate %s (approvers: %s)", who, g.status.Name, list)
+	}
+	if approve && slices.Contains(g.status.Approved, nonEmpty(a.UserID, a.User)) {
+		return refuse("%s already approved gate %s, which needs %d distinct approvers", nonEmpty(a.User, a.UserID), g.status.Name, g.status.Needed)
 	}
 	return nil
 }
@@ -173,9 +183,12 @@ func prefixed(p string, ss []string) []string {
 	return out
 }
 
-func (r *releaseImpl) answer(ctx workflow.Context, approve bool, a GateAnswer) {
-	r.gate.answer = &Approval{
-		Gate:     r.gate.status.Name,
+// answer records an answer the validator accepted. An approval opens the
+// gate once it has as many distinct approvers as it needs.
+func (r *releaseImpl) answer(ctx workflow.Context, approve bool, a GateAnswer) Approval {
+	g := r.gate
+	ap := Approval{
+		Gate:     g.status.Name,
 		Approved: approve,
 		User:     a.User,
 		UserID:   a.UserID,
@@ -183,7 +196,28 @@ func (r *releaseImpl) answer(ctx workflow.Context, approve bool, a GateAnswer) {
 		Reason:   a.Reason,
 		At:       workflow.Now(ctx),
 	}
-	r.status.Approvals = append(r.status.Approvals, *r.gate.answer)
+	// Verified again here because validators do not run on replay; the
+	// validator accepted it in this same workflow task, so it verifies.
+	if who, err := r.mayApprove(ctx, approve, a); err == nil && who != nil {
+		ap.Identity, ap.Team, ap.Key = who.ID, who.SlackTeam, who.Key
+		if a.Via != "slack" {
+			ap.User = who.ID
+		}
+	}
+	if g.status.Needed > 1 {
+		ap.Needed = g.status.Needed
+	}
+	r.status.Approvals = append(r.status.Approvals, ap)
+	if approve && g.status.Needed > 1 {
+		g.status.Approved = append(g.status.Approved, nonEmpty(ap.Identity, nonEmpty(a.UserID, a.User)))
+		if len(g.status.Approved) < g.status.Needed {
+			workflow.GetLogger(ctx).Info("Gate approval counted", "gate", g.status.Name, "user", ap.User, "approvals", len(g.status.Approved), "needed", g.status.Needed)
+			r.details(ctx)
+			return ap
+		}
+	}
+	g.answer = &ap
+	return ap
 }
 
 // setHandlers registers the status query, the control Updates with their
@@ -196,6 +230,21 @@ func (r *releaseImpl) setHandlers(ctx workflow.Context) error {
 		name     string
 		validate func(Control) error
 		apply    func(workflow.Context, Control)
+	}
+	// Every control's validator also checks the proof (mayOperate); the
+	// handler takes the verified identity as the control's user.
+	validate := func(ctx workflow.Context, name string, c Control, check func(Control) error) error {
+		if err := check(c); err != nil {
+			return err
+		}
+		_, err := r.mayOperate(ctx, name, c)
+		return err
+	}
+	verified := func(ctx workflow.Context, name string, c Control) Control {
+		if who, err := r.mayOperate(ctx, name, c); err == nil && who != nil {
+			c.User = who.ID
+		}
+		return c
 	}
 	notDone := func() error {
 		if r.status.Phase.Done() {
@@ -277,20 +326,21 @@ func (r *releaseImpl) setHandlers(ctx workflow.Context) error {
 	}
 	for _, c := range controls {
 		if err := workflow.SetUpdateHandlerWithOptions(ctx, c.name, func(ctx workflow.Context, arg Control) error {
+			arg = verified(ctx, c.name, arg)
 			c.apply(ctx, arg)
 			workflow.GetLogger(ctx).Info("Control applied", "control", c.name, "user", arg.User, "reason", arg.Reason)
 			return nil
-		}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, arg Control) error { return c.validate(arg) }}); err != nil {
+		}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, arg Control) error { return validate(ctx, c.name, arg, c.validate) }}); err != nil {
 			return fmt.Errorf("set %s update: %w", c.name, err)
 		}
 		r.listenSignal(ctx, c.name, func(ctx workflow.Context, payload workflow.ReceiveChannel) {
 			var arg Control
 			payload.Receive(ctx, &arg)
-			if err := c.validate(arg); err != nil {
+			if err := validate(ctx, c.name, arg, c.validate); err != nil {
 				workflow.GetLogger(ctx).Warn("Control signal refused", "control", c.name, "user", arg.User, "error", err)
 				return
 			}
-			c.apply(ctx, arg)
+			c.apply(ctx, verified(ctx, c.name, arg))
 		})
 	}
 	for _, approve := range []bool{true, false} {
@@ -299,23 +349,22 @@ func (r *releaseImpl) setHandlers(ctx workflow.Context) error {
 			name = UpdateApprove
 		}
 		if err := workflow.SetUpdateHandlerWithOptions(ctx, name, func(ctx workflow.Context, a GateAnswer) (Approval, error) {
-			r.answer(ctx, approve, a)
-			return *r.gate.answer, nil
+			return r.answer(ctx, approve, a), nil
 		}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, a GateAnswer) error {
 			if !approve && strings.TrimSpace(a.Reason) == "" {
-				if err := r.validateAnswer(a); err != nil {
+				if err := r.validateAnswer(ctx, approve, a); err != nil {
 					return err
 				}
 				return refuse("a rejection needs a reason")
 			}
-			return r.validateAnswer(a)
+			return r.validateAnswer(ctx, approve, a)
 		}}); err != nil {
 			return fmt.Errorf("set %s update: %w", name, err)
 		}
 		r.listenSignal(ctx, name, func(ctx workflow.Context, payload workflow.ReceiveChannel) {
 			var a GateAnswer
 			payload.Receive(ctx, &a)
-			if err := r.validateAnswer(a); err != nil {
+			if err := r.validateAnswer(ctx, approve, a); err != nil {
 				workflow.GetLogger(ctx).Warn("Gate signal refused", "update", name, "user", a.User, "error", err)
 				return
 			}
@@ -325,7 +374,7 @@ func (r *releaseImpl) setHandlers(ctx workflow.Context) error {
 	// The override of deploy windows: an approver's decision, recorded.
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateOverrideWindow, func(ctx workflow.Context, a GateAnswer) (Approval, error) {
 		return r.override(ctx, a), nil
-	}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, a GateAnswer) error { return r.validateOverride(a) }}); err != nil {
+	}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, a GateAnswer) error { return r.validateOverride(ctx, a) }}); err != nil {
 		return fmt.Errorf("set %s update: %w", UpdateOverrideWindow, err)
 	}
 	// The stop-the-line switch's answers (see freeze.go).

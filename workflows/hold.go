@@ -217,8 +217,9 @@ func (r *releaseImpl) awaitWindows(ctx workflow.Context, wi int) error {
 }
 
 // validateOverride is the override-window validator: only the file's
-// approvers (of any gate) may send a release outside its windows.
-func (r *releaseImpl) validateOverride(a GateAnswer) error {
+// approvers (of any gate) may send a release outside its windows; where
+// identities are verified, only the policy's operators.
+func (r *releaseImpl) validateOverride(ctx workflow.Context, a GateAnswer) error {
 	if r.status.Phase.Done() {
 		return refuse("release %s has finished (%s)", r.id, r.status.Phase)
 	}
@@ -233,6 +234,9 @@ func (r *releaseImpl) validateOverride(a GateAnswer) error {
 	}
 	if a.Reason == "" {
 		return refuse("an override needs a reason: it is recorded with the approvals")
+	}
+	if who, err := r.mayOverride(ctx, a); err != nil || who != nil {
+		return err
 	}
 	all := &release.Gate{}
 	for _, w := range r.in.Spec.Waves {
@@ -254,6 +258,12 @@ func (r *releaseImpl) validateOverride(a GateAnswer) error {
 // override records an approver's override and tells running regions.
 func (r *releaseImpl) override(ctx workflow.Context, a GateAnswer) Approval {
 	ap := Approval{Gate: UpdateOverrideWindow, Approved: true, User: a.User, UserID: a.UserID, Via: a.Via, Reason: a.Reason, At: workflow.Now(ctx)}
+	if who, err := r.mayOverride(ctx, a); err == nil && who != nil {
+		ap.Identity, ap.Team, ap.Key = who.ID, who.SlackTeam, who.Key
+		if a.Via != "slack" {
+			ap.User = who.ID
+		}
+	}
 	r.windowOverride = &ap
 	r.status.Approvals = append(r.status.Approvals, ap)
 	for _, name := range r.runningRegions() {

@@ -15,6 +15,7 @@ import (
 	"github.com/keelson-dev/keelson/activities/coord"
 	"github.com/keelson-dev/keelson/activities/helm"
 	"github.com/keelson-dev/keelson/activities/terraform"
+	"github.com/keelson-dev/keelson/identity"
 	"github.com/keelson-dev/keelson/release"
 )
 
@@ -68,6 +69,13 @@ type releaseImpl struct {
 	farewell       []coord.SignalInput
 	windows        bool
 	windowOverride *Approval
+
+	// access is the application's part of the worker's access policy, nil
+	// for runs that started before changeIdentity; accessPending while it
+	// is being read; starter is who started the release, verified.
+	access        *identity.Access
+	accessPending bool
+	starter       *identity.Identity
 
 	notifier
 }
@@ -138,6 +146,15 @@ func (r *releaseImpl) run(ctx workflow.Context) (*ReleaseResult, error) {
 	_ = workflow.UpsertTypedSearchAttributes(ctx,
 		temporal.NewSearchAttributeKeyKeyword(SearchAttrApplication).ValueSet(r.in.Spec.Application),
 		temporal.NewSearchAttributeKeyKeyword(SearchAttrVersion).ValueSet(r.in.Version))
+	if r.owned && workflow.GetVersion(ctx, changeIdentity, workflow.DefaultVersion, 1) >= 1 {
+		// Before the lane, the switch or a word to Slack: a start that
+		// nobody may make touches nothing.
+		if refused := r.loadAccess(ctx); refused != "" {
+			r.reason = refused
+			r.setPhase(ctx, PhaseRejected, refused)
+			return r.finish(dctx, "")
+		}
+	}
 	r.notify(ctx, notifyStarted, "")
 	failed := ""
 	if r.owned {

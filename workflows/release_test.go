@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/keelson-dev/keelson/activities/policy"
 	"github.com/keelson-dev/keelson/activities/analysis"
 	"github.com/keelson-dev/keelson/activities/coord"
 	"github.com/keelson-dev/keelson/activities/health"
@@ -102,6 +103,7 @@ func (s *releaseSuite) SetupTest() {
 	s.env.RegisterActivity(&health.Activities{})
 	s.env.RegisterActivity(&slack.Activities{})
 	s.env.RegisterActivity(&coord.Activities{})
+	s.env.RegisterActivity(&policy.Activities{})
 	s.env.RegisterWorkflow(Lane)
 	s.applied, s.upgraded = nil, nil
 	s.holdLane = false

@@ -53,6 +53,13 @@ const (
 	// their own), records every region's Helm revision in one activity, and
 	// does not hear again from a region the phase it set when starting it.
 	changeLeanHistory = "keelson-lean-history"
+	// changeIdentity: the release reads the worker's access policy into
+	// its history when it starts (a local activity) and refuses a start
+	// whose proof does not verify or whose signer is not a starter; its
+	// validators then check every answer's and control's proof
+	// (identity.go). Validators do not run on replay, so only the local
+	// activity and the start's refusal need the guard.
+	changeIdentity = "keelson-identity"
 )
 
 // LaneWorkflow is the lane's workflow type name, as registered.

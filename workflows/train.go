@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/keelson-dev/keelson/activities/train"
+	"github.com/keelson-dev/keelson/identity"
 	"github.com/keelson-dev/keelson/release"
 )
 
@@ -52,6 +53,9 @@ type TrainInput struct {
 	VersionFrom train.VersionSource `json:"versionFrom"`
 	// StartedBy is who created the schedule; the release records it.
 	StartedBy string `json:"startedBy,omitempty"`
+	// ScheduleProof is the creator's signature over the schedule
+	// (ScheduleIntent); its releases carry it as their start proof.
+	ScheduleProof *identity.Proof `json:"scheduleProof,omitempty"`
 	// FileDigest is the SHA-256 of the release file Spec was loaded from
 	// ("sha256:…"), as in the schedule's memo.
 	FileDigest string `json:"fileDigest,omitempty"`
@@ -276,6 +280,7 @@ func (t *trainImpl) release(ctx workflow.Context, res *TrainResult, resolved *tr
 		StartedBy:  startedBy,
 		CommitTime: resolved.CommitTime,
 		Schedule:   t.in.Schedule,
+		StartProof: t.in.ScheduleProof,
 	})
 	var started workflow.Execution
 	if err := child.GetChildWorkflowExecution().Get(ctx, &started); err != nil {
