@@ -16,11 +16,11 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/keelson-dev/keelson/activities/policy"
 	"github.com/keelson-dev/keelson/activities/analysis"
 	"github.com/keelson-dev/keelson/activities/coord"
 	"github.com/keelson-dev/keelson/activities/health"
 	"github.com/keelson-dev/keelson/activities/helm"
+	"github.com/keelson-dev/keelson/activities/policy"
 	"github.com/keelson-dev/keelson/activities/slack"
 	"github.com/keelson-dev/keelson/activities/terraform"
 	"github.com/keelson-dev/keelson/release"
