@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/keelson-dev/keelson/identity"
 	"github.com/keelson-dev/keelson/release"
 	"github.com/keelson-dev/keelson/workflows"
 )
@@ -38,6 +39,10 @@ type Client struct {
 	// for the payloads read from histories and memos; the SDK's default
 	// when nil. With encrypted payloads (package codec) it must be set.
 	DataConverter converter.DataConverter
+	// Signer, when set, signs every start, answer, control and override
+	// (package identity): workers with an access policy refuse them
+	// unsigned.
+	Signer *identity.Signer
 }
 
 // converter is c's data converter.
@@ -114,6 +119,9 @@ func (c *Client) Start(ctx context.Context, spec *release.Spec, version string, 
 	}
 	sopts := c.startOptions(id, spec.Application, version, Summary(spec, version))
 	in := &workflows.ReleaseInput{Spec: *spec, Version: version, Bundle: opts.Bundle, StartedBy: opts.StartedBy, CommitTime: opts.CommitTime, Schedule: opts.Schedule}
+	if err := c.signStart(id, in); err != nil {
+		return StartResult{}, err
+	}
 
 	probe := &startProbe{}
 	run, err := c.T.ExecuteWorkflow(withStartProbe(ctx, probe), sopts, workflows.Release, in)
@@ -257,6 +265,13 @@ func (c *Client) Answer(ctx context.Context, releaseID string, approve bool, a w
 	if approve {
 		name = workflows.UpdateApprove
 	}
+	if c.Signer != nil {
+		run, err := c.signAnswer(ctx, releaseID, approve, &a)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, toRun(run))
+	}
 	return c.update(ctx, releaseID, name, a, opts)
 }
 
@@ -266,6 +281,13 @@ func (c *Client) Control(ctx context.Context, releaseID, name string, ctl workfl
 	case workflows.UpdatePause, workflows.UpdateResume, workflows.UpdateAbort, workflows.UpdatePromote, workflows.UpdateRollback:
 	default:
 		return &Error{Message: fmt.Sprintf("%s %s: unknown control (want pause, resume, abort, promote or rollback)", name, releaseID)}
+	}
+	if c.Signer != nil {
+		run, err := c.signControl(ctx, releaseID, name, &ctl)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, toRun(run))
 	}
 	return c.update(ctx, releaseID, name, ctl, opts)
 }

@@ -70,5 +70,12 @@ func (c *Client) freezeUpdate(ctx context.Context, name string, q workflows.Free
 // OverrideWindow lets a release go outside its deploy windows and the
 // file's freezes: an approver's decision, recorded with the approvals.
 func (c *Client) OverrideWindow(ctx context.Context, releaseID string, a workflows.GateAnswer, opts ...UpdateOption) error {
+	if c.Signer != nil {
+		run, err := c.signOverride(ctx, releaseID, &a)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, toRun(run))
+	}
 	return c.update(ctx, releaseID, workflows.UpdateOverrideWindow, a, opts)
 }

@@ -149,6 +149,9 @@ func (c *Client) CreateSchedule(ctx context.Context, o ScheduleOptions) (*Schedu
 	}
 	app := o.Spec.Application
 	in := &workflows.TrainInput{Schedule: o.Name, Spec: *o.Spec, VersionFrom: o.VersionFrom, StartedBy: o.CreatedBy, FileDigest: o.Digest, Bundle: o.Bundle}
+	if err := c.signSchedule(in); err != nil {
+		return nil, err
+	}
 	note := o.Note
 	if note == "" && o.Paused {
 		note = "created paused by " + o.CreatedBy

@@ -147,6 +147,9 @@ func (c *Client) Undo(ctx context.Context, releaseID string, o UndoOptions) (Sta
 	undo := &workflows.ReleaseInput{Spec: in.Spec, Bundle: in.Bundle, Version: version, StartedBy: startedBy, Undo: &workflows.UndoInput{
 		ReleaseID: releaseID, RunID: runID, Version: in.Version, ToVersion: o.ToVersion, Regions: res.Regions, Only: o.Regions,
 	}}
+	if err := c.signStart(id, undo); err != nil {
+		return StartResult{}, err
+	}
 	sopts := c.startOptions(id, in.Spec.Application, version,
 		fmt.Sprintf("undo of %s %s: %d regions back to their revisions before it", in.Spec.Application, in.Version, changed))
 	run, err := c.T.ExecuteWorkflow(ctx, sopts, workflows.Release, undo)

@@ -255,3 +255,23 @@ func lineOf(root *yaml.Node, key string, i int) int {
 	}
 	return 0
 }
+
+// SlackGroups are the Slack user groups (entries starting with @) that the
+// policy file names in application's roles; none when it cannot be read
+// (the release, which has the policy in its history, decides anyway).
+func SlackGroups(file, application string) []string {
+	p, err := LoadPolicy(file)
+	if err != nil {
+		return nil
+	}
+	a := p.For(application)
+	var out []string
+	for _, list := range [][]string{a.Approvers, a.Operators} {
+		for _, e := range list {
+			if strings.HasPrefix(e, "@") && !slices.Contains(out, e) {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/keelson-dev/keelson/codec"
 	"github.com/keelson-dev/keelson/control"
+	"github.com/keelson-dev/keelson/identity"
 	"github.com/keelson-dev/keelson/release"
 	"github.com/keelson-dev/keelson/workflows"
 )
@@ -59,6 +60,9 @@ type globals struct {
 	// codecKeys, when set, are the workers' payload keys (codec.ParseKeys),
 	// so that encrypted inputs, results and queries read.
 	codecKeys string
+	// key is the SSH private key that signs as user; empty uses
+	// ssh-agent's ed25519 key when there is an agent.
+	key string
 }
 
 type app struct {
@@ -172,6 +176,7 @@ func (a *app) rootCmd() *cobra.Command {
 	f.StringVar(&a.g.taskQueue, "task-queue", a.env("KEELSON_TASK_QUEUE", workflows.TaskQueue), "task queue of Keelson's workers (env KEELSON_TASK_QUEUE)")
 	f.StringVar(&a.g.uiURL, "ui-url", a.env("KEELSON_UI_URL", "http://localhost:8233"), "Temporal Web UI base URL, for links (env KEELSON_UI_URL)")
 	f.StringVar(&a.g.user, "user", a.env("KEELSON_USER", user), "who you are, recorded with answers and controls (env KEELSON_USER)")
+	f.StringVar(&a.g.key, "key", a.env("KEELSON_SIGNING_KEY", ""), "ed25519 SSH private key that signs your starts, answers and controls as --user; empty: ssh-agent's ed25519 key, if any (env KEELSON_SIGNING_KEY)")
 	f.StringVar(&a.g.codecKeys, "codec-keys", a.env(codec.EnvKeys, ""), "the workers' payload keys when payloads are encrypted: ID=file:/path or ID=env:NAME, comma-separated (env "+codec.EnvKeys+")")
 	f.StringVar(&a.g.artifacts, "artifacts", a.env("KEELSON_ARTIFACTS", defaultArtifacts(a.getenv)), "artifact store the workers read bundles from: s3://bucket/prefix?region=R, file:///path or a folder (env KEELSON_ARTIFACTS)")
 
@@ -247,6 +252,15 @@ func dialControl(ctx context.Context, g globals) (releases, func(), error) {
 		return nil, nil, err
 	}
 	c := &control.Client{T: t, Namespace: g.namespace, TaskQueue: g.taskQueue, UIBaseURL: g.uiURL, Address: g.address, DataConverter: dc}
+	if g.key != "" {
+		if c.Signer, err = identity.LoadSigner(g.user, g.key); err != nil {
+			t.Close()
+			return nil, nil, usageError("--key: %v", err)
+		}
+	} else if c.Signer, err = identity.AgentSigner(g.user, ""); err != nil {
+		t.Close()
+		return nil, nil, fmt.Errorf("sign as %s: %w", g.user, err)
+	}
 	return c, t.Close, nil
 }
 

@@ -117,9 +117,12 @@ func approvalLine(ap workflows.Approval, loc *time.Location) string {
 	case ap.TimedOut:
 		b.WriteString("timed out")
 	case ap.Approved:
-		b.WriteString("approved by " + ap.User)
+		b.WriteString("approved by " + answerer(ap))
 	default:
-		b.WriteString("rejected by " + ap.User)
+		b.WriteString("rejected by " + answerer(ap))
+	}
+	if ap.Needed > 1 && ap.Approved {
+		fmt.Fprintf(&b, " (gate needs %d approvals)", ap.Needed)
 	}
 	if ap.Via != "" && !ap.TimedOut {
 		b.WriteString(" via " + ap.Via)
@@ -145,7 +148,14 @@ func renderStatus(w io.Writer, id string, st *workflows.Status, now time.Time, l
 	fmt.Fprintf(tw, "app\t%s %s\n", st.Application, st.Version)
 	fmt.Fprintf(tw, "phase\t%s\n", phase)
 	if !st.Started.IsZero() {
-		fmt.Fprintf(tw, "started\t%s (%s ago)\n", when(st.Started, loc), dur(now.Sub(st.Started)))
+		line := fmt.Sprintf("%s (%s ago)", when(st.Started, loc), dur(now.Sub(st.Started)))
+		if st.StartedBy != "" {
+			line += " by " + st.StartedBy
+		}
+		fmt.Fprintf(tw, "started\t%s\n", line)
+	}
+	if st.Access != "" {
+		fmt.Fprintf(tw, "identities\t%s\n", st.Access)
 	}
 	if st.Message != "" {
 		fmt.Fprintf(tw, "message\t%s\n", st.Message)
@@ -433,4 +443,24 @@ func regionLine(wave string, r workflows.RegionStatus, color bool) string {
 		b.WriteString(" error: " + r.Error)
 	}
 	return b.String()
+}
+
+// answerer names who answered: the verified identity when there is one,
+// with the Slack account or key that proved it, and never a Slack display
+// name alone.
+func answerer(ap workflows.Approval) string {
+	if ap.Identity == "" {
+		return ap.User
+	}
+	switch {
+	case ap.UserID != "":
+		s := fmt.Sprintf("%s (Slack user %s of team %s", ap.Identity, ap.UserID, ap.Team)
+		if ap.User != "" && ap.User != ap.Identity {
+			s += ", shown as " + ap.User
+		}
+		return s + ")"
+	case ap.Key != "":
+		return fmt.Sprintf("%s (key %s)", ap.Identity, ap.Key)
+	}
+	return ap.Identity
 }

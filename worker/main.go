@@ -37,6 +37,7 @@ import (
 	"github.com/keelson-dev/keelson/bundle"
 	"github.com/keelson-dev/keelson/codec"
 	"github.com/keelson-dev/keelson/control"
+	"github.com/keelson-dev/keelson/identity"
 	"github.com/keelson-dev/keelson/worker/slackhook"
 	"github.com/keelson-dev/keelson/workflows"
 )
@@ -249,7 +250,18 @@ func mountSlack(ctx context.Context, cfg config, sc slackhook.Config, ctl *contr
 		UIBaseURL: strings.TrimRight(cfg.UIURL, "/") + "/namespaces/" + url.PathEscape(cfg.Namespace),
 		Logger:    log.With("activities", "slack"),
 	})
-	hook, err := slackhook.New(slackhook.Options{API: api, SigningSecret: sc.SigningSecret, Releases: ctl, Logger: log})
+	// The bridge signs the answers of the Slack users it verified with its
+	// own key, so the release knows them from a name typed into an Update.
+	bridge := *ctl
+	bridge.Signer = cfg.BridgeKey
+	var policyGroups func(string) []string
+	if cfg.Access != "" {
+		policyGroups = func(application string) []string { return identity.SlackGroups(cfg.Access, application) }
+		if cfg.BridgeKey == nil {
+			log.Warn("slack: the worker verifies identities (--access) but has no --bridge-key: every Slack answer will be refused")
+		}
+	}
+	hook, err := slackhook.New(slackhook.Options{API: api, SigningSecret: sc.SigningSecret, Releases: &bridge, Logger: log, PolicyGroups: policyGroups})
 	if err != nil {
 		return nil, err
 	}

@@ -93,8 +93,13 @@ func (r *releaseImpl) loadAccess(ctx workflow.Context) string {
 	if err != nil {
 		return "start refused: " + err.Error()
 	}
-	if !acc.May(identity.RoleStarter, who) {
-		return fmt.Sprintf("start refused: %s is not a starter of %s (starters: %s)", who.ID, r.in.Spec.Application, acc.Holders(identity.RoleStarter))
+	// An undo is a rollback: the operators' to start.
+	role, roles := identity.RoleStarter, "starters"
+	if r.in.Undo != nil {
+		role, roles = identity.RoleOperator, "operators"
+	}
+	if !acc.May(role, who) {
+		return fmt.Sprintf("start refused: %s is not one of the %s of %s (%s: %s)", who.ID, roles, r.in.Spec.Application, roles, acc.Holders(role))
 	}
 	r.starter = &who
 	r.status.StartedBy = who.ID

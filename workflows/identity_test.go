@@ -157,7 +157,7 @@ func (s *releaseSuite) TestStartByNonStarterIsRefused() {
 	s.env.ExecuteWorkflow(Release, s.signedInput(p, "alice"))
 	res := s.result()
 	s.Equal(PhaseRejected, res.Phase)
-	s.Contains(res.Reason, "alice is not a starter of demo")
+	s.Contains(res.Reason, "alice is not one of the starters of demo")
 	s.Empty(s.upgraded)
 }
 

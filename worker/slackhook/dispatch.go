@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,10 +26,12 @@ type modalMeta struct {
 
 // click is one answer to a gate, taken from a callback.
 type click struct {
-	action      keelslack.GateAction
-	approve     bool
-	userID      string
-	userName    string
+	action   keelslack.GateAction
+	approve  bool
+	userID   string
+	userName string
+	// team is the Slack team of userID, which the bridge attests with it.
+	team        string
 	channel     string
 	responseURL string
 	reason      string
@@ -80,6 +83,7 @@ func (h *Handler) blockActions(ic slack.InteractionCallback) error {
 			approve:     act.ActionID == keelslack.ActionApprove,
 			userID:      ic.User.ID,
 			userName:    userName(ic.User),
+			team:        teamOf(ic),
 			channel:     ic.Channel.ID,
 			responseURL: ic.ResponseURL,
 			key:         strings.Join([]string{"slack", ic.User.ID, act.ActionID, actionTS, ga.ReleaseID, ga.Gate}, "/"),
@@ -123,6 +127,7 @@ func (h *Handler) viewSubmission(ic slack.InteractionCallback) (any, error) {
 		action:      meta.GateAction,
 		userID:      ic.User.ID,
 		userName:    userName(ic.User),
+		team:        teamOf(ic),
 		channel:     meta.Channel,
 		responseURL: meta.ResponseURL,
 		reason:      reason,
@@ -189,9 +194,20 @@ func (h *Handler) answer(ctx context.Context, c click) {
 			return
 		}
 	}
-	a := workflows.GateAnswer{Gate: c.action.Gate, User: c.userName, UserID: c.userID, Reason: c.reason, Via: "slack"}
-	if st != nil && st.Gate != nil {
-		a.Groups = h.groups.memberOf(ctx, log, c.userID, st.Gate.Groups)
+	a := workflows.GateAnswer{Gate: c.action.Gate, User: c.userName, UserID: c.userID, Team: c.team, Reason: c.reason, Via: "slack"}
+	if st != nil {
+		var groups []string
+		if st.Gate != nil {
+			groups = append(groups, st.Gate.Groups...)
+		}
+		if h.policyGroups != nil {
+			for _, g := range h.policyGroups(st.Application) {
+				if !slices.Contains(groups, g) {
+					groups = append(groups, g)
+				}
+			}
+		}
+		a.Groups = h.groups.memberOf(ctx, log, c.userID, groups)
 	}
 	err = h.releases.Answer(ctx, c.action.ReleaseID, c.approve, a, control.WithIdempotencyKey(c.key))
 	switch {
@@ -354,4 +370,13 @@ func gateName(c click) string {
 
 func oneLine(err error) string {
 	return strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+}
+
+// teamOf is the Slack team of the user who interacted: the user's own team
+// when Slack says it (Enterprise Grid), else the workspace's.
+func teamOf(ic slack.InteractionCallback) string {
+	if ic.User.TeamID != "" {
+		return ic.User.TeamID
+	}
+	return ic.Team.ID
 }

@@ -66,6 +66,11 @@ type Options struct {
 	// AnswerTimeout bounds one answer (status, groups, Update, reply);
 	// 30 seconds by default.
 	AnswerTimeout time.Duration
+	// PolicyGroups returns the Slack user groups ("@handle") that the
+	// worker's access policy names for an application, so that the
+	// handler resolves the clicking user's membership of them as well as
+	// of the gate's own groups. Nil without a policy.
+	PolicyGroups func(application string) []string
 }
 
 // Handler receives Slack interactions. Create it with New.
@@ -76,6 +81,8 @@ type Handler struct {
 	log      *slog.Logger
 	groups   *groupCache
 	timeout  time.Duration
+	// policyGroups: Options.PolicyGroups.
+	policyGroups func(string) []string
 
 	// signatures are the signed requests already seen in the last minutes:
 	// a replay of one is recognised and changes nothing.
@@ -113,14 +120,15 @@ func New(o Options) (*Handler, error) {
 	}
 	log := o.Logger.With("component", "slackhook")
 	return &Handler{
-		api:        o.API,
-		secret:     o.SigningSecret,
-		releases:   o.Releases,
-		log:        log,
-		groups:     newGroupCache(o.API, o.GroupTTL),
-		timeout:    o.AnswerTimeout,
-		signatures: newSeenSet(signatureWindow),
-		clicks:     newSeenSet(time.Hour),
+		api:          o.API,
+		secret:       o.SigningSecret,
+		releases:     o.Releases,
+		log:          log,
+		groups:       newGroupCache(o.API, o.GroupTTL),
+		timeout:      o.AnswerTimeout,
+		policyGroups: o.PolicyGroups,
+		signatures:   newSeenSet(signatureWindow),
+		clicks:       newSeenSet(time.Hour),
 	}, nil
 }
 

@@ -151,7 +151,7 @@ func TestApproverApproves(t *testing.T) {
 	c := calls[0]
 	require.Equal(t, releaseID, c.releaseID)
 	require.True(t, c.approve)
-	require.Equal(t, workflows.GateAnswer{Gate: gateName, User: "alice", UserID: "U0APPROVER", Via: "slack"}, c.answer)
+	require.Equal(t, workflows.GateAnswer{Gate: gateName, User: "alice", UserID: "U0APPROVER", Via: "slack", Team: "T0TEAM0001"}, c.answer, "the team is the one Slack names, for the bridge to attest")
 	require.NotEmpty(t, c.updateID, "the click's idempotency key becomes the Update id")
 	require.Equal(t, workflows.PhaseDeploying, hs.releases.phase(releaseID))
 	msgs := hs.ephemeralsTo(t, "U0APPROVER")
