@@ -27,6 +27,7 @@ type Spec struct {
 	Application string        `json:"application" yaml:"application"`
 	Chart       Chart         `json:"chart" yaml:"chart"`
 	Values      Values        `json:"values,omitempty" yaml:"values,omitempty"`
+	ValuesFrom  []ValueFrom   `json:"valuesFrom,omitempty" yaml:"valuesFrom,omitempty"` // read by the worker (values_from.go)
 	Terraform   *Terraform    `json:"terraform,omitempty" yaml:"terraform,omitempty"`
 	Regions     []Region      `json:"regions" yaml:"regions"`
 	Waves       []Wave        `json:"waves" yaml:"waves"`
@@ -97,6 +98,7 @@ type Region struct {
 	Namespace     string            `json:"namespace" yaml:"namespace"`
 	AWSRegion     string            `json:"awsRegion,omitempty" yaml:"awsRegion,omitempty"`
 	Values        Values            `json:"values,omitempty" yaml:"values,omitempty"`
+	ValuesFrom    []ValueFrom       `json:"valuesFrom,omitempty" yaml:"valuesFrom,omitempty"` // replace the application's of the same key
 	TerraformVars map[string]string `json:"terraformVars,omitempty" yaml:"terraformVars,omitempty"`
 	// Strategy replaces the application's strategy in this region; Traffic
 	// replaces its traffic provider (each region has its own records or

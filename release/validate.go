@@ -116,6 +116,7 @@ func validate(s *Spec) problems {
 		ps.add("terraform.path", "required field is missing")
 	}
 
+	validateAllValuesFrom(s, &ps)
 	regionIndex := validateRegions(s, &ps)
 	validateWaves(s, regionIndex, &ps)
 	validateHealth(s, &ps)

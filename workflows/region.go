@@ -52,6 +52,9 @@ type RegionInput struct {
 	// Bundle is the release's bundle digest (ReleaseInput.Bundle).
 	Bundle string         `json:"bundle,omitempty"`
 	Values release.Values `json:"values,omitempty"`
+	// ValuesFrom is the application's list (Region has the region's): the
+	// names of values the worker reads, never the values.
+	ValuesFrom []release.ValueFrom `json:"valuesFrom,omitempty"`
 	// Stack and PlanKey are set when the release has a Terraform stack:
 	// the child applies the plan the parent made (and showed at the gate).
 	Stack        *terraform.Stack      `json:"stack,omitempty"`
@@ -413,6 +416,7 @@ func (r *regionImpl) upgrade(ctx workflow.Context) error {
 		VersionValue: r.in.Chart.VersionValue,
 		BaseValues:   r.in.Values,
 		RegionValues: r.in.Region.Values,
+		ValuesFrom:   release.MergeValuesFrom(r.in.ValuesFrom, r.in.Region.ValuesFrom),
 		Outputs:      r.outputs,
 		OutputsValue: r.in.OutputsValue,
 		Rolling:      r.rolling(),

@@ -527,6 +527,7 @@ func (r *releaseImpl) startRegion(ctx workflow.Context, wi int, name string, pla
 		Chart:       spec.Chart,
 		Bundle:      r.in.Bundle,
 		Values:      spec.Values,
+		ValuesFrom:  spec.ValuesFrom,
 		Health:      spec.Health,
 		Readiness:   spec.Readiness.Timeout.Duration,
 		Bake:        wave.Bake.Duration,

@@ -198,6 +198,7 @@ func (r *regionImpl) installSide(ctx workflow.Context, sideValues release.Values
 		BaseValues:   r.in.Values,
 		RegionValues: r.in.Region.Values,
 		SideValues:   sideValues,
+		ValuesFrom:   release.MergeValuesFrom(r.in.ValuesFrom, r.in.Region.ValuesFrom),
 		Outputs:      r.outputs,
 		OutputsValue: r.in.OutputsValue,
 	}

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/keelson-dev/keelson/bundle"
+	keelson "github.com/keelson-dev/keelson/release"
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/release"
@@ -32,6 +33,9 @@ const (
 	// ErrReleaseNotFound: Status, History or Rollback of a release that
 	// has never been installed.
 	ErrReleaseNotFound = "HelmReleaseNotFound"
+	// ErrMissingValue: a ValuesFrom entry this worker cannot read (its
+	// variable is not set or empty, its file is missing or empty).
+	ErrMissingValue = "KeelsonMissingValue"
 )
 
 // Activities holds, built lazily from Kubeconfig, one set of Kubernetes
@@ -88,6 +92,11 @@ type UpgradeInput struct {
 	// SideValues are merged after RegionValues: the values of a canary or
 	// preview side (a second Helm release beside the stable one).
 	SideValues map[string]any `json:"sideValues,omitempty"`
+	// ValuesFrom are set after SideValues and before Version, each read on
+	// the worker as the chart renders (an environment variable or a file):
+	// the values never enter the input, and secret ones are kept out of
+	// the activity's errors and logs (redactor).
+	ValuesFrom []keelson.ValueFrom `json:"valuesFrom,omitempty"`
 	// Rolling, when set, is the rolling update every Deployment the chart
 	// renders gets (a post-renderer sets it), whatever the chart says.
 	Rolling *RollingUpdate `json:"rolling,omitempty"`
@@ -183,7 +192,7 @@ const upgradeTimeout = 5 * time.Minute
 // With in.Owner it changes nothing unless the latest revision is
 // in.ExpectRevision or one of the run's own (ErrForeignRevision), and
 // labels the revision it makes.
-func (a *Activities) Upgrade(ctx context.Context, in UpgradeInput) (*UpgradeResult, error) {
+func (a *Activities) Upgrade(ctx context.Context, in UpgradeInput) (_ *UpgradeResult, err error) {
 	// First of all: the lock and the first API calls can take longer than
 	// the heartbeat timeout.
 	hb := startHeartbeat(ctx)
@@ -199,10 +208,18 @@ func (a *Activities) Upgrade(ctx context.Context, in UpgradeInput) (*UpgradeResu
 	if owned && in.ExpectRevision < 0 {
 		return nil, badInput(fmt.Sprintf("upgrade %s in %s: expected revision %d is not a revision", t.Release, t.Region, in.ExpectRevision))
 	}
-	vals, err := composeValues(in)
+	vals, secrets, err := composeSecretValues(in)
 	if err != nil {
+		var missing *missingValueError
+		if errors.As(err, &missing) {
+			return nil, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("upgrade %s in %s: %v", t.Release, t.Region, err), ErrMissingValue, nil)
+		}
 		return nil, badInput(fmt.Sprintf("upgrade %s in %s: compose values: %v", t.Release, t.Region, err))
 	}
+	// From here on, Helm's and the API server's errors may quote what the
+	// chart rendered: no secret value leaves in an error.
+	defer func() { err = secrets.error(err) }()
 	chartPath, err := a.chartPath(ctx, in)
 	if err != nil {
 		return nil, err
@@ -287,9 +304,10 @@ func (a *Activities) Upgrade(ctx context.Context, in UpgradeInput) (*UpgradeResu
 		if last != nil {
 			next = last.Version + 1
 		}
-		rel, err = a.installOrUpgrade(ctx, cfg, in, ch, vals, last, next)
+		rel, err = a.installOrUpgrade(ctx, secrets.config(cfg), in, ch, vals, last, next)
 		if err != nil {
-			settleFailed(cfg, in, next, err, log)
+			settleFailed(cfg, in, next, secrets.error(err), log)
+			secrets.scrub(cfg, t.Release, next, log)
 			cerr := classify(err, "upgrade %s in %s", t.Release, t.Region)
 			var appErr *temporal.ApplicationError
 			if errors.As(cerr, &appErr) && appErr.NonRetryable() {
