@@ -67,12 +67,12 @@ type slackEnv struct {
 	ctl    *control.Client
 }
 
-func newSlackEnv(t *testing.T) *slackEnv {
+func newSlackEnv(t *testing.T, workerArgs ...string) *slackEnv {
 	t.Helper()
 	l := newLab(t)
 	ws := slackfake.New()
 	t.Cleanup(ws.Close)
-	w := startSlackWorker(t, l, ws.URL())
+	w := startSlackWorker(t, l, ws.URL(), workerArgs...)
 	ctl := &control.Client{T: l.tc, Namespace: "default", TaskQueue: slackTaskQueue, UIBaseURL: "http://localhost:8233", Address: l.address}
 	return &slackEnv{lab: l, ws: ws, worker: w, ctl: ctl}
 }
@@ -91,7 +91,7 @@ type slackWorker struct {
 	restarts int
 }
 
-func startSlackWorker(t *testing.T, l *lab, apiURL string) *slackWorker {
+func startSlackWorker(t *testing.T, l *lab, apiURL string, extra ...string) *slackWorker {
 	t.Helper()
 	bin := filepath.Join(l.bin, "keelson-worker")
 	if _, err := os.Stat(bin); err != nil {
@@ -114,7 +114,7 @@ func startSlackWorker(t *testing.T, l *lab, apiURL string) *slackWorker {
 	w := &slackWorker{
 		t:   t,
 		bin: bin,
-		args: []string{
+		args: append([]string{
 			"--temporal-address", l.address,
 			"--namespace", "default",
 			"--task-queue", slackTaskQueue,
@@ -123,7 +123,7 @@ func startSlackWorker(t *testing.T, l *lab, apiURL string) *slackWorker {
 			"--work-dir", filepath.Join(dir, "work"),
 			"--kubeconfig", l.kubeconfig,
 			"--log-level", "debug",
-		},
+		}, extra...),
 		env:     env,
 		addr:    addr,
 		logPath: filepath.Join(dir, "worker.log"),
