@@ -69,10 +69,18 @@ type slackEnv struct {
 
 func newSlackEnv(t *testing.T, workerArgs ...string) *slackEnv {
 	t.Helper()
+	return newSlackEnvWith(t, workerExtra{args: workerArgs})
+}
+
+// workerExtra are flags and environment added to the test worker's.
+type workerExtra struct{ args, env []string }
+
+func newSlackEnvWith(t *testing.T, x workerExtra) *slackEnv {
+	t.Helper()
 	l := newLab(t)
 	ws := slackfake.New()
 	t.Cleanup(ws.Close)
-	w := startSlackWorker(t, l, ws.URL(), workerArgs...)
+	w := startSlackWorker(t, l, ws.URL(), x)
 	ctl := &control.Client{T: l.tc, Namespace: "default", TaskQueue: slackTaskQueue, UIBaseURL: "http://localhost:8233", Address: l.address}
 	return &slackEnv{lab: l, ws: ws, worker: w, ctl: ctl}
 }
@@ -91,7 +99,7 @@ type slackWorker struct {
 	restarts int
 }
 
-func startSlackWorker(t *testing.T, l *lab, apiURL string, extra ...string) *slackWorker {
+func startSlackWorker(t *testing.T, l *lab, apiURL string, x workerExtra) *slackWorker {
 	t.Helper()
 	bin := filepath.Join(l.bin, "keelson-worker")
 	if _, err := os.Stat(bin); err != nil {
@@ -111,6 +119,7 @@ func startSlackWorker(t *testing.T, l *lab, apiURL string, extra ...string) *sla
 		"KEELSON_SLACK_API_URL="+apiURL,
 		"TF_CLI_CONFIG_FILE="+filepath.Join(l.dir, "terraformrc"),
 	)
+	env = append(env, x.env...)
 	w := &slackWorker{
 		t:   t,
 		bin: bin,
@@ -123,7 +132,7 @@ func startSlackWorker(t *testing.T, l *lab, apiURL string, extra ...string) *sla
 			"--work-dir", filepath.Join(dir, "work"),
 			"--kubeconfig", l.kubeconfig,
 			"--log-level", "debug",
-		}, extra...),
+		}, x.args...),
 		env:     env,
 		addr:    addr,
 		logPath: filepath.Join(dir, "worker.log"),
