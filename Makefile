@@ -13,7 +13,7 @@ VERSION   ?= 1.0.0
 # Every package but the end-to-end tests, which need the running lab.
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/integration')
 
-.PHONY: build lab-build up down status clean-lab demo test test-unit test-integration lint bench bench-slack bench-helm-memory figures-progressive figures-history
+.PHONY: build lab-build up down status clean-lab demo test test-unit test-integration lint bench bench-slack bench-helm-memory figures-progressive figures-history figures-codec
 
 build: ## the CLI (bin/keelson), the worker (bin/keelson-worker) and the lab's traffic generator (bin/keelson-traffic)
 	$(GO) build -o bin/keelson ./starter
@@ -115,3 +115,9 @@ figures-progressive: ## progressive delivery's figures (auto-rollback delays, ca
 figures-history: ## events in a release's history, 3 and 10 regions, on the running lab
 	$(LAB_TEST_ENV) \
 	$(GO) test -count=1 -tags figures -run 'TestFiguresHistorySize' -v -timeout 30m ./integration/
+
+# What encrypting payloads (docs/codec.md) adds to a release's wall time:
+# the same chart-only release on a worker without keys, then with them.
+figures-codec: ## payload encryption's overhead on a release's wall time, on the running lab
+	$(LAB_TEST_ENV) \
+	$(GO) test -count=1 -tags figures -run 'TestFiguresCodecOverhead' -v -timeout 30m ./integration/
