@@ -20,6 +20,7 @@ import (
 
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -163,4 +164,13 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 		out[i] = &orig
 	}
 	return out, nil
+}
+
+// NewFailureConverter is the failure converter that goes with dc: failure
+// messages and stack traces are moved into an encoded attributes payload,
+// so that an error quoting a value (a Terraform or Helm message) is
+// encrypted like the value. The Web UI shows "Encoded failure" until it
+// decodes through the codec endpoint.
+func NewFailureConverter(dc converter.DataConverter) converter.FailureConverter {
+	return temporal.NewDefaultFailureConverter(temporal.DefaultFailureConverterOptions{DataConverter: dc, EncodeCommonAttributes: true})
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 	"google.golang.org/protobuf/proto"
@@ -386,5 +388,32 @@ func TestWorkflowRunsWithTheCodec(t *testing.T) {
 	var out string
 	if err := env.GetWorkflowResult(&out); err != nil || out != "seen t0p" {
 		t.Errorf("result %q %v", out, err)
+	}
+}
+
+// A failure's message and stack trace are encrypted with the payloads: an
+// error quoting a value is no clearer than the value.
+func TestFailuresAreEncrypted(t *testing.T) {
+	dc := NewDataConverter(ring(t, newKey(t, "k1")))
+	fc := NewFailureConverter(dc)
+	secret := "terraform: password hunter2 rejected"
+	f := fc.ErrorToFailure(temporal.NewApplicationError(secret, "TerraformFailed"))
+	raw, err := proto.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), "hunter2") {
+		t.Fatalf("the failure carries the message in clear: %v", f)
+	}
+	if f.GetMessage() != "Encoded failure" {
+		t.Errorf("message %q, want Encoded failure", f.GetMessage())
+	}
+	back := fc.FailureToError(f)
+	if !strings.Contains(back.Error(), "hunter2") {
+		t.Errorf("decoded error %q lost its message", back)
+	}
+	var app *temporal.ApplicationError
+	if !errors.As(back, &app) || app.Type() != "TerraformFailed" {
+		t.Errorf("decoded error %v lost its type", back)
 	}
 }

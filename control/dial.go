@@ -31,6 +31,10 @@ type DialOptions struct {
 	// DataConverter turns values into payloads and back (the codec package's
 	// encrypts them); the SDK's default when nil.
 	DataConverter converter.DataConverter
+	// FailureConverter turns errors into failures; with encryption it is
+	// codec.NewFailureConverter's, so failure messages are encrypted too.
+	// The SDK's default when nil.
+	FailureConverter converter.FailureConverter
 }
 
 // Dial connects to Temporal. The connection reports to Client.Start whether
@@ -38,11 +42,12 @@ type DialOptions struct {
 // in the raw response.
 func Dial(ctx context.Context, o DialOptions) (client.Client, error) {
 	opts := client.Options{
-		HostPort:       o.Address,
-		Namespace:      o.Namespace,
-		Identity:       o.Identity,
-		MetricsHandler: o.MetricsHandler,
-		DataConverter:  o.DataConverter,
+		HostPort:         o.Address,
+		Namespace:        o.Namespace,
+		Identity:         o.Identity,
+		MetricsHandler:   o.MetricsHandler,
+		DataConverter:    o.DataConverter,
+		FailureConverter: o.FailureConverter,
 		ConnectionOptions: client.ConnectionOptions{
 			DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(startProbeInterceptor)},
 		},

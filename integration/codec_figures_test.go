@@ -47,7 +47,7 @@ func TestFiguresCodecOverhead(t *testing.T) {
 				dc := codec.NewDataConverter(kr)
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
-				tc, err := control.Dial(ctx, control.DialOptions{Address: e.lab.address, Namespace: "default", DataConverter: dc})
+				tc, err := control.Dial(ctx, control.DialOptions{Address: e.lab.address, Namespace: "default", DataConverter: dc, FailureConverter: codec.NewFailureConverter(dc)})
 				if err != nil {
 					t.Fatal(err)
 				}

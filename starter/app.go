@@ -232,21 +232,24 @@ func (a *app) call(parent context.Context, timeout time.Duration, fn func(ctx co
 
 func dialControl(ctx context.Context, g globals) (releases, func(), error) {
 	var dc converter.DataConverter
+	var fc converter.FailureConverter
 	if g.codecKeys != "" {
 		keys, err := codec.ParseKeys(g.codecKeys, os.Getenv)
 		if err != nil {
 			return nil, nil, usageError("--codec-keys: %v", err)
 		}
 		dc = codec.NewDataConverter(keys)
+		fc = codec.NewFailureConverter(dc)
 	}
 	host, _ := os.Hostname()
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	t, err := control.Dial(dctx, control.DialOptions{
-		Address:       g.address,
-		Namespace:     g.namespace,
-		Identity:      fmt.Sprintf("keelson-cli %s@%s", g.user, host),
-		DataConverter: dc,
+		Address:          g.address,
+		Namespace:        g.namespace,
+		Identity:         fmt.Sprintf("keelson-cli %s@%s", g.user, host),
+		DataConverter:    dc,
+		FailureConverter: fc,
 	})
 	if err != nil {
 		return nil, nil, err

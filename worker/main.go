@@ -106,9 +106,13 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 		}()
 	}
 
+	var fc converter.FailureConverter
+	if dc != nil {
+		fc = codec.NewFailureConverter(dc)
+	}
 	tc, err := control.Dial(ctx, control.DialOptions{
 		Address: cfg.TemporalAddress, Namespace: cfg.Namespace, Logger: log, Wait: cfg.DialTimeout, MetricsHandler: m.sdk,
-		DataConverter: dc,
+		DataConverter: dc, FailureConverter: fc,
 	})
 	if err != nil {
 		if ctx.Err() != nil {

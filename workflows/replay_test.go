@@ -53,6 +53,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			t.Fatalf("%s: %v", codec.EnvKeys, err)
 		}
 		opts.DataConverter = codec.NewDataConverter(keys)
+		opts.FailureConverter = codec.NewFailureConverter(opts.DataConverter)
 	}
 	files = slices.DeleteFunc(files, func(f string) bool { return filepath.Base(f) == "index.json" })
 	if len(files) != len(recorded) {
