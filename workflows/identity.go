@@ -122,6 +122,12 @@ func (r *releaseImpl) identify(ctx workflow.Context, in identity.Intent, p *iden
 	}
 	who, err := r.access.Verify(in, p, workflow.Now(ctx))
 	if err != nil {
+		// The caller gets the refusal; the worker's log keeps it too.
+		signer := ""
+		if p != nil {
+			signer = p.Signer
+		}
+		workflow.GetLogger(ctx).Warn("Proof refused", "action", in.Action, "signer", signer, "slackUser", in.SlackUser, "error", err)
 		return nil, refuse("%v", err)
 	}
 	return &who, nil
