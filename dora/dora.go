@@ -97,9 +97,12 @@ type Report struct {
 	Skipped  int `json:"skipped"`
 	// Truncated: the period held more releases than the gatherer reads;
 	// the figures cover the newest ones only.
-	Truncated   bool `json:"truncated,omitempty"`
-	Deployments int  `json:"deployments"`
-	Undos       int  `json:"undos"`
+	Truncated bool `json:"truncated,omitempty"`
+	// Unreadable are releases the gatherer could not decrypt (encrypted
+	// with keys it lacks), left out of every figure.
+	Unreadable  []string `json:"unreadable,omitempty"`
+	Deployments int      `json:"deployments"`
+	Undos       int      `json:"undos"`
 
 	DeploymentFrequency          Frequency      `json:"deploymentFrequency"`
 	ChangeLeadTime               DurationFigure `json:"changeLeadTime"`

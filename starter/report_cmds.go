@@ -59,7 +59,7 @@ func (a *app) reportCmd() *cobra.Command {
 			return fmt.Errorf("gather releases for the DORA report: %w", err)
 		}
 		rep := dora.Compute(data.Releases, p, app)
-		rep.Skipped, rep.Truncated = data.Skipped, data.Truncated
+		rep.Skipped, rep.Truncated, rep.Unreadable = data.Skipped, data.Truncated, data.Unreadable
 		switch format {
 		case "json":
 			enc := json.NewEncoder(a.out)
@@ -151,6 +151,9 @@ func renderDora(w io.Writer, rep dora.Report, loc *time.Location) {
 	fmt.Fprintln(w, line)
 	if rep.Truncated {
 		fmt.Fprintln(w, "truncated: the period holds more releases than --limit; these figures cover the newest")
+	}
+	if n := len(rep.Unreadable); n > 0 {
+		fmt.Fprintf(w, "left out: %s encrypted with keys you lack (--codec-keys), e.g. %s\n", plural(n, "release"), rep.Unreadable[0])
 	}
 	fmt.Fprintf(w, "levels: %s\n\n", rep.Tiers)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

@@ -84,6 +84,9 @@ func (g *doraGauges) refresh(ctx context.Context) error {
 	if data.Truncated {
 		g.log.Warn("dora figures cover only the newest releases of the window", "window", g.window, "releases", len(data.Releases))
 	}
+	if n := len(data.Unreadable); n > 0 {
+		g.log.Warn("dora figures leave out releases encrypted with keys this worker lacks", "count", n, "first", data.Unreadable[0])
+	}
 	g.snap.Store(&doraSnapshot{at: until, reports: dora.ByApplication(data.Releases, p)})
 	return nil
 }
