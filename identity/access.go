@@ -132,16 +132,20 @@ func (a *Access) verify(in Intent, p *Proof, now time.Time, window bool) (Identi
 
 // May reports whether who holds role for the application.
 func (a *Access) May(role string, who Identity) bool {
-	var list []string
+	return Matches(a.holders(role), who)
+}
+
+// holders is the list of role.
+func (a *Access) holders(role string) []string {
 	switch role {
 	case RoleStarter:
-		list = a.Starters
+		return a.Starters
 	case RoleApprover:
-		list = a.Approvers
+		return a.Approvers
 	case RoleOperator:
-		list = a.Operators
+		return a.Operators
 	}
-	return Matches(list, who)
+	return nil
 }
 
 // Matches reports whether an entry of list names who: "*", their id, their
@@ -167,15 +171,7 @@ func Matches(list []string, who Identity) bool {
 
 // Holders lists who holds role, for refusals.
 func (a *Access) Holders(role string) string {
-	var list []string
-	switch role {
-	case RoleStarter:
-		list = a.Starters
-	case RoleApprover:
-		list = a.Approvers
-	case RoleOperator:
-		list = a.Operators
-	}
+	list := a.holders(role)
 	if len(list) == 0 {
 		return "nobody"
 	}

@@ -36,12 +36,23 @@ type sshsig struct {
 // the message's hash, so that a signature is bound to its namespace.
 func signedData(namespace string, message []byte) []byte {
 	h := sha512.Sum512(message)
+	return signedHash(namespace, sshsigHash, h[:])
+}
+
+// signedData256 is signedData with SHA-256, which ssh-keygen may be told
+// to use (-O hashalg=sha256).
+func signedData256(namespace string, message []byte) []byte {
+	h := sha256.Sum256(message)
+	return signedHash(namespace, "sha256", h[:])
+}
+
+func signedHash(namespace, alg string, hash []byte) []byte {
 	return append([]byte(sshsigMagic), ssh.Marshal(struct {
 		Namespace string
 		Reserved  string
 		HashAlg   string
 		Hash      []byte
-	}{namespace, "", sshsigHash, h[:]})...)
+	}{namespace, "", alg, hash})...)
 }
 
 // sign signs message in namespace with s and returns the blob.
@@ -132,16 +143,4 @@ func Dearmor(text string) ([]byte, error) {
 		return nil, fmt.Errorf("armored SSH signature: %w", err)
 	}
 	return blob, nil
-}
-
-// signedData256 is signedData with SHA-256, which ssh-keygen may be told
-// to use (-O hashalg=sha256).
-func signedData256(namespace string, message []byte) []byte {
-	h := sha256.Sum256(message)
-	return append([]byte(sshsigMagic), ssh.Marshal(struct {
-		Namespace string
-		Reserved  string
-		HashAlg   string
-		Hash      []byte
-	}{namespace, "", "sha256", h[:]})...)
 }
