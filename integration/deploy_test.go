@@ -525,13 +525,14 @@ func chartDecode(t *testing.T, obj *unstructured.Unstructured, into any) {
 
 // workerEnvNames reads the environment variables the worker reads from its
 // source: the names in worker/config.go (its options and what it passes on
-// to Terraform, whose names ending in _ are prefixes) and the Slack
-// settings of worker/slackhook/config.go, each with its _FILE twin.
+// to Terraform, whose names ending in _ are prefixes), the Slack settings of
+// worker/slackhook/config.go, each with its _FILE twin, and what the Helm
+// activity reads for a release file's valuesFrom (release/values_from.go).
 func workerEnvNames(t *testing.T) (known map[string]bool, prefixes []string) {
 	t.Helper()
 	envName := regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
 	known = map[string]bool{}
-	for _, f := range []string{"worker/config.go", "worker/slackhook/config.go"} {
+	for _, f := range []string{"worker/config.go", "worker/slackhook/config.go", "release/values_from.go"} {
 		file, err := parser.ParseFile(token.NewFileSet(), filepath.Join(chartRoot(t), f), nil, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -660,5 +661,69 @@ func chartSubset(want, have any) bool {
 		return true
 	default:
 		return fmt.Sprint(want) == fmt.Sprint(have)
+	}
+}
+
+// TestWorkerChartIdentity renders the chart with an access policy, the
+// Slack bridge's key and a Secret of chart values: each reaches the worker
+// as the file its variable names, mounted read-only.
+func TestWorkerChartIdentity(t *testing.T) {
+	objs, notes := renderWorkerChart(t, "keelson", chartLabValues(t, map[string]any{
+		"identity":    map[string]any{"accessPolicy": map[string]any{"configMap": "keelson-access"}, "bridgeKey": map[string]any{"secretName": "keelson-bridge"}},
+		"chartValues": map[string]any{"secretName": "keelson-chart-values"},
+	}))
+	var d appsv1.Deployment
+	chartDecode(t, chartOne(t, objs, "Deployment"), &d)
+	pod := d.Spec.Template.Spec
+	c := pod.Containers[0]
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	mounts := map[string]corev1.VolumeMount{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.Name] = m
+	}
+	vols := map[string]corev1.Volume{}
+	for _, v := range pod.Volumes {
+		vols[v.Name] = v
+	}
+	for _, w := range []struct{ env, file, volume, source string }{
+		{"KEELSON_ACCESS", "/etc/keelson/access/access.yaml", "access", "keelson-access"},
+		{"KEELSON_BRIDGE_KEY", "/etc/keelson/bridge/key", "bridge", "keelson-bridge"},
+		{"KEELSON_VALUES_DIR", "/etc/keelson/values", "chart-values", "keelson-chart-values"},
+	} {
+		if env[w.env] != w.file {
+			t.Errorf("%s=%q, want %q", w.env, env[w.env], w.file)
+		}
+		m, ok := mounts[w.volume]
+		if !ok || !m.ReadOnly || !strings.HasPrefix(w.file, m.MountPath) {
+			t.Errorf("volume %s mounted %+v; want read-only at the folder of %s", w.volume, m, w.file)
+		}
+		v := vols[w.volume]
+		got := ""
+		switch {
+		case v.ConfigMap != nil:
+			got = v.ConfigMap.Name
+		case v.Secret != nil:
+			got = v.Secret.SecretName
+		}
+		if got != w.source {
+			t.Errorf("volume %s comes from %q, want %q", w.volume, got, w.source)
+		}
+	}
+	if strings.Contains(notes, "WARNING: no access policy") {
+		t.Errorf("NOTES warn about a missing access policy that is set:\n%s", notes)
+	}
+	// Without them: nothing mounted, and the notes say what is missing.
+	objs, notes = renderWorkerChart(t, "keelson", chartLabValues(t, nil))
+	chartDecode(t, chartOne(t, objs, "Deployment"), &d)
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == "KEELSON_ACCESS" || e.Name == "KEELSON_BRIDGE_KEY" || e.Name == "KEELSON_VALUES_DIR" {
+			t.Errorf("%s set without its value", e.Name)
+		}
+	}
+	if !strings.Contains(notes, "WARNING: no access policy") {
+		t.Errorf("NOTES do not warn about the missing access policy:\n%s", notes)
 	}
 }
