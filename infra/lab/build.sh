@@ -11,8 +11,6 @@ mkdir -p "$bin"
 bin=$(cd "$bin" && pwd)
 
 TEMPORAL_CLI_VERSION=v1.5.1   # v1.6+ carries a replace directive: go install refuses it
-KWOK_VERSION=v0.8.0
-HELM_VERSION=v3.22.0          # the helm CLI, for `helm history` next to what Keelson did
 TERRAFORM_VERSION=v1.5.7      # only where no terraform is installed (the last MPL release)
 
 total_start=$(date +%s)
@@ -30,16 +28,56 @@ build() {
 	echo "lab: built $name in $(( $(date +%s) - start ))s"
 }
 
-build temporal env GOBIN="$bin" go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION"
-build etcd bash -c "cd '$here/tools/etcd' && go build -o '$bin/etcd' ."
-build kwok env GOBIN="$bin" go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-build kwokctl env GOBIN="$bin" go install "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
-# kubectl too: kwokctl runs it to check a cluster (and would otherwise try
-# to download it), and people use it to look at the lab.
-for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-	build "$cmd" bash -c "cd '$here/tools/k8s' && go build -o '$bin/$cmd' k8s.io/kubernetes/cmd/$cmd"
+# Stripped of symbols and DWARF: lab binaries are not debugged, and the
+# linker writes them in half the time.
+ldflags='-s -w'
+
+# The Temporal CLI (the dev server and its Web UI) shares no package with
+# the rest, so it builds beside them, on the cores a build leaves idle
+# while it links; its lines are printed when it is done.
+temporal_out=$(mktemp)
+build temporal env GOBIN="$bin" go install -ldflags="$ldflags" "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION" >"$temporal_out" 2>&1 &
+temporal_job=$!
+trap 'kill "$temporal_job" 2>/dev/null || true; rm -f "$temporal_out"' EXIT
+
+# The clusters' commands come from one module (tools/cluster) and one `go
+# build`, so the Kubernetes libraries they share compile once: etcd, the
+# control plane, kubectl (kwokctl runs it to check a cluster, and would
+# otherwise try to download it; people use it to look at the lab), kwok
+# and kwokctl. Only the missing ones are built.
+declare -A cluster_pkgs=(
+	[etcd]=./etcd
+	[kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver
+	[kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
+	[kube-scheduler]=k8s.io/kubernetes/cmd/kube-scheduler
+	[kubectl]=k8s.io/kubernetes/cmd/kubectl
+	[kwok]=sigs.k8s.io/kwok/cmd/kwok
+	[kwokctl]=sigs.k8s.io/kwok/cmd/kwokctl
+)
+missing=() pkgs=()
+for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl; do
+	if [ -x "$bin/$name" ]; then
+		echo "lab: $name already built"
+	else
+		missing+=("$name") pkgs+=("${cluster_pkgs[$name]}")
+	fi
 done
-build helm env GOBIN="$bin" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "lab: building ${missing[*]} ..."
+	start=$(date +%s)
+	(cd "$here/tools/cluster" && go build -ldflags="$ldflags" -o "$bin/" "${pkgs[@]}")
+	echo "lab: built ${missing[*]} in $(( $(date +%s) - start ))s"
+fi
+
+# The helm CLI, for `helm history` next to what Keelson did: a tool of
+# Keelson's own module (go.mod), so it is the Helm Keelson links, and its
+# packages are mostly compiled already by `make build`.
+build helm bash -c "cd '$root' && go build -ldflags='$ldflags' -o '$bin/helm' helm.sh/helm/v3/cmd/helm"
+
+temporal_rc=0
+wait "$temporal_job" || temporal_rc=$?
+cat "$temporal_out"
+[ "$temporal_rc" -eq 0 ] || exit "$temporal_rc"
 
 # Terraform is installed on these machines; build one only where it is not.
 if command -v terraform >/dev/null 2>&1; then
