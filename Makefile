@@ -15,10 +15,11 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v '/integration')
 
 .PHONY: build lab-build up down status clean-lab demo test test-unit test-integration lint bench bench-slack bench-helm-memory figures-progressive figures-history figures-codec
 
-build: ## the CLI (bin/keelson), the worker (bin/keelson-worker) and the lab's traffic generator (bin/keelson-traffic)
+build: ## the CLI (bin/keelson), the worker (bin/keelson-worker), the lab's traffic generator (bin/keelson-traffic) and codec proxy (bin/keelson-codec-proxy)
 	$(GO) build -o bin/keelson ./starter
 	$(GO) build -o bin/keelson-worker ./worker
 	$(GO) build -o bin/keelson-traffic ./infra/trafficgen
+	$(GO) build -o bin/keelson-codec-proxy ./infra/codecproxy
 
 lab-build: ## the local stack's binaries, once, into .cache/lab/bin
 	$(LAB)/build.sh $(LAB_BIN)
@@ -75,6 +76,7 @@ LAB_TEST_ENV = KEELSON_LAB=1 \
 	KEELSON_KUBECONFIG=$(LAB_DIR)/kubeconfig \
 	KUBECONFIG=$(LAB_DIR)/kubeconfig \
 	TEMPORAL_ADDRESS=127.0.0.1:7233 \
+	KEELSON_CODEC_KEYS=lab=file:$(LAB_DIR)/codec.key \
 	TF_CLI_CONFIG_FILE=$(LAB_DIR)/terraformrc \
 	PATH=$(LAB_BIN):$(CURDIR)/bin:$$PATH
 

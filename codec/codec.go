@@ -103,8 +103,21 @@ func NewDataConverter(k *Keyring) converter.DataConverter {
 	return converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), New(k))
 }
 
-// Encode seals every payload with the first key.
+// NewKeylessDataConverter is Temporal's default data converter for a
+// reader without keys (the CLI without --codec-keys): payloads go out in
+// clear, and one sealed by a worker fails to decode with an error saying
+// which key it needs and where keys are set, instead of the SDK's
+// "payload encoding is not supported".
+func NewKeylessDataConverter() converter.DataConverter {
+	return converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), &Codec{})
+}
+
+// Encode seals every payload with the first key (a keyless Codec passes
+// them through).
 func (c *Codec) Encode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	if c.keys == nil {
+		return payloads, nil
+	}
 	id := c.keys.ids[0]
 	aead := c.keys.aead[id]
 	out := make([]*commonpb.Payload, len(payloads))
@@ -143,6 +156,9 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 		id := string(p.GetMetadata()[MetadataKeyID])
 		if id == "" {
 			return nil, errors.New("decrypt payload: it names no encryption key (no " + MetadataKeyID + " metadata)")
+		}
+		if c.keys == nil {
+			return nil, fmt.Errorf("payloads are encrypted (key %q) and no keys are set: give the workers' keys with --codec-keys or %s", id, EnvKeys)
 		}
 		aead, ok := c.keys.aead[id]
 		if !ok {

@@ -189,6 +189,28 @@ func TestPlainPayloadsPassThrough(t *testing.T) {
 	}
 }
 
+// A reader without keys writes in clear, reads clear payloads, and is told
+// what it lacks when it meets a sealed one.
+func TestKeylessReaderSaysWhatItLacks(t *testing.T) {
+	keyless := NewKeylessDataConverter()
+	p, err := keyless.ToPayload("v")
+	if err != nil || string(p.GetMetadata()[converter.MetadataEncoding]) != converter.MetadataEncodingJSON {
+		t.Fatalf("keyless encode: %v %v, want json/plain", p, err)
+	}
+	var s string
+	if err := keyless.FromPayload(p, &s); err != nil || s != "v" {
+		t.Errorf("keyless decode of clear: %q %v", s, err)
+	}
+	sealed, err := NewDataConverter(ring(t, newKey(t, "k7"))).ToPayload("secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = keyless.FromPayload(sealed, &s)
+	if err == nil || !strings.Contains(err.Error(), `key "k7"`) || !strings.Contains(err.Error(), EnvKeys) {
+		t.Errorf("keyless decode of sealed: %v, want the key id and %s", err, EnvKeys)
+	}
+}
+
 func TestTamperedPayloadsFail(t *testing.T) {
 	k1 := newKey(t, "k1")
 	c := New(ring(t, k1))

@@ -20,14 +20,12 @@ import (
 
 // TestFiguresCodecOverhead measures what encrypting payloads adds to a
 // release: a two-region chart-only release runs KEELSON_FIGURES_RUNS times
-// (5) on a test worker without keys, then every payload of its histories
-// (the release's and its regions') is encrypted once and decrypted three
-// times (the worker that runs it, the worker that replays it after its
-// cache is gone, a CLI reading it) with the codec, and that CPU time is set
-// against the release's wall time. Encryption adds no round trip, so its
-// cost is that CPU time. (An end-to-end A/B on the lab is skewed by the
-// lab's stop-the-line switch, run by the lab's keyless worker, which cannot
-// read an encrypted subscription: the release waits a minute for it.)
+// (5) on a test worker, then every payload of its histories (the release's
+// and its regions', decrypted) is encrypted once and decrypted three times
+// (the worker that runs it, the worker that replays it after its cache is
+// gone, a CLI reading it) with the codec, and that CPU time is set against
+// the release's wall time. Encryption adds no round trip, so its cost is
+// that CPU time.
 func TestFiguresCodecOverhead(t *testing.T) {
 	runs := figRuns(t)
 	e := newSlackEnv(t)

@@ -24,7 +24,7 @@ import (
 func TestFiguresHistorySize(t *testing.T) {
 	l := newLab(t)
 	count := func(id string) (events, signals, tasks int) {
-		for _, e := range l.history(t, id) {
+		for _, e := range l.rawHistory(t, id) {
 			events++
 			switch e.GetEventType() {
 			case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
@@ -48,7 +48,7 @@ func TestFiguresHistorySize(t *testing.T) {
 		if testing.Verbose() {
 			// Where the events go, so the next change knows what to cut.
 			kinds := map[string]int{}
-			for _, e := range l.history(t, id) {
+			for _, e := range l.rawHistory(t, id) {
 				k := strings.TrimPrefix(e.GetEventType().String(), "EVENT_TYPE_")
 				if a := e.GetActivityTaskScheduledEventAttributes(); a != nil {
 					k += " " + a.GetActivityType().GetName()

@@ -64,7 +64,11 @@ func checkLab() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	address := envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233")
-	tc, err := control.Dial(ctx, control.DialOptions{Address: address, Namespace: "default", Wait: 10 * time.Second})
+	lc, err := loadLabCodec()
+	if err != nil {
+		return err
+	}
+	tc, err := control.Dial(ctx, control.DialOptions{Address: address, Namespace: "default", Wait: 10 * time.Second, DataConverter: lc.dc, FailureConverter: lc.fc})
 	if err != nil {
 		return err
 	}
@@ -128,6 +132,7 @@ type lab struct {
 	kubeconfig, address     string
 	tc                      client.Client
 	ctl                     *control.Client
+	codec                   *labCodec
 	kube                    map[string]*kubernetes.Clientset
 }
 
@@ -151,13 +156,18 @@ func newLab(t *testing.T) *lab {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tc, err := control.Dial(ctx, control.DialOptions{Address: l.address, Namespace: "default", Wait: 20 * time.Second})
+	lc, err := loadLabCodec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.codec = lc
+	tc, err := control.Dial(ctx, control.DialOptions{Address: l.address, Namespace: "default", Wait: 20 * time.Second, DataConverter: lc.dc, FailureConverter: lc.fc})
 	if err != nil {
 		t.Fatalf("Temporal at %s does not answer (%v): is the local stack up? `make up`", l.address, err)
 	}
 	t.Cleanup(tc.Close)
 	l.tc = tc
-	l.ctl = &control.Client{T: tc, Namespace: "default", TaskQueue: workflows.TaskQueue, UIBaseURL: "http://localhost:8233", Address: l.address}
+	l.ctl = &control.Client{T: tc, Namespace: "default", TaskQueue: workflows.TaskQueue, UIBaseURL: "http://localhost:8233", Address: l.address, DataConverter: lc.dc}
 	for _, r := range regions {
 		cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
 			&clientcmd.ClientConfigLoadingRules{ExplicitPath: l.kubeconfig},
@@ -395,8 +405,16 @@ func (l *lab) applies(t *testing.T, region, app, version string) int {
 	return n
 }
 
-// history returns a workflow's events.
+// history returns a workflow's events as its worker reads them: payloads
+// and failure messages decrypted with the lab's key.
 func (l *lab) history(t *testing.T, workflowID string) []*historypb.HistoryEvent {
+	t.Helper()
+	return l.codec.decoded(t, l.rawHistory(t, workflowID))
+}
+
+// rawHistory returns a workflow's events as Temporal stores them: with the
+// lab's encryption, payloads are ciphertext.
+func (l *lab) rawHistory(t *testing.T, workflowID string) []*historypb.HistoryEvent {
 	t.Helper()
 	it := l.tc.GetWorkflowHistory(context.Background(), workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	var events []*historypb.HistoryEvent

@@ -22,6 +22,7 @@ func (l *lab) record(t *testing.T, workflowID, name string) {
 	if dir == "" {
 		return
 	}
+	// Decrypted: the corpus replays without the lab's key.
 	events := l.history(t, workflowID)
 	raw, err := protojson.MarshalOptions{Indent: "  "}.Marshal(&historypb.History{Events: events})
 	if err != nil {

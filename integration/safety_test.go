@@ -331,7 +331,7 @@ func TestCancelLetsTheUpgradeFinishThenRollsBack(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	canceller, err := control.Dial(ctx, control.DialOptions{Address: l.address, Namespace: "default", Identity: "it-canceller@" + runTag})
+	canceller, err := control.Dial(ctx, control.DialOptions{Address: l.address, Namespace: "default", Identity: "it-canceller@" + runTag, DataConverter: l.codec.dc, FailureConverter: l.codec.fc})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,7 +81,7 @@ func newSlackEnvWith(t *testing.T, x workerExtra) *slackEnv {
 	ws := slackfake.New()
 	t.Cleanup(ws.Close)
 	w := startSlackWorker(t, l, ws.URL(), x)
-	ctl := &control.Client{T: l.tc, Namespace: "default", TaskQueue: slackTaskQueue, UIBaseURL: "http://localhost:8233", Address: l.address}
+	ctl := &control.Client{T: l.tc, Namespace: "default", TaskQueue: slackTaskQueue, UIBaseURL: "http://localhost:8233", Address: l.address, DataConverter: l.codec.dc}
 	return &slackEnv{lab: l, ws: ws, worker: w, ctl: ctl}
 }
 
@@ -118,6 +118,9 @@ func startSlackWorker(t *testing.T, l *lab, apiURL string, x workerExtra) *slack
 		"KEELSON_SLACK_SIGNING_SECRET="+slackSecret,
 		"KEELSON_SLACK_API_URL="+apiURL,
 		"TF_CLI_CONFIG_FILE="+filepath.Join(l.dir, "terraformrc"),
+		// The lab's key, as every worker of the namespace holds it: the
+		// lab's worker runs the stop-the-line switch these releases talk to.
+		"KEELSON_CODEC_KEYS="+l.codec.keys,
 	)
 	env = append(env, x.env...)
 	w := &slackWorker{
@@ -572,7 +575,11 @@ func slackHistory(t *testing.T, tc client.Client, id string) []*historypb.Histor
 		}
 		events = append(events, ev)
 	}
-	return events
+	lc, err := loadLabCodec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lc.decoded(t, events)
 }
 
 // slackApprovalsIn counts the accepted approve or reject Updates in a

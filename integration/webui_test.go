@@ -20,7 +20,9 @@ import (
 // checks what an on-call engineer sees: a release waiting at its gate (the
 // summary, the details table with every region's row in view, the gate's
 // timer summary), a rolled-back release marked Failed in the workflow list,
-// and a succeeded one marked Completed. The screenshots of every page go to
+// and a succeeded one marked Completed. The lab's payloads are encrypted, so
+// the summary and details it reads are decoded by the worker's codec
+// endpoint, called by the UI (make up's --ui-codec-endpoint). The screenshots of every page go to
 // $KEELSON_TEST_OUTPUT/webui (.cache/test-output/webui by default).
 func TestWebUI(t *testing.T) {
 	l := newLab(t)
@@ -91,6 +93,15 @@ func TestWebUI(t *testing.T) {
 		t.Fatalf("the bad version: want rolled-back, got %s", writeJSON(res))
 	}
 	l.waitPhase(t, gateID, workflows.PhaseAwaitGate, 3*time.Minute)
+	// The lab encrypts payloads: what the UI shows below it decoded through
+	// the worker's codec endpoint (infra/codecproxy, docs/codec.md).
+	d, err := l.tc.DescribeWorkflowExecution(context.Background(), gateID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if enc := string(d.GetExecutionConfig().GetUserMetadata().GetSummary().GetMetadata()["encoding"]); enc != "binary/encrypted" {
+		t.Fatalf("the stored summary of %s is %q, want binary/encrypted: the lab's worker and client must encrypt (KEELSON_CODEC_KEYS)", gateID, enc)
+	}
 
 	begin := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

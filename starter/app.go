@@ -231,7 +231,7 @@ func (a *app) call(parent context.Context, timeout time.Duration, fn func(ctx co
 }
 
 func dialControl(ctx context.Context, g globals) (releases, func(), error) {
-	var dc converter.DataConverter
+	dc := codec.NewKeylessDataConverter()
 	var fc converter.FailureConverter
 	if g.codecKeys != "" {
 		keys, err := codec.ParseKeys(g.codecKeys, os.Getenv)

@@ -10,6 +10,8 @@ cd "$root"
 source infra/lab/lib.sh
 # The CLI uploads the release's bundle where the lab's worker reads it.
 export KEELSON_ARTIFACTS=${KEELSON_ARTIFACTS:-$WORKER_ARTIFACTS}
+# The lab encrypts payloads; the CLI reads them with the lab's key.
+export KEELSON_CODEC_KEYS=${KEELSON_CODEC_KEYS:-$LAB_CODEC_KEYS}
 
 version=${1:-${VERSION:-1.0.0}}
 keelson=$root/bin/keelson
@@ -95,7 +97,8 @@ demo_release() {
 	cat <<-EOT
 	A person approves from Slack (the Approve button on the release message),
 	from the Temporal Web UI or CLI (the "approve" update), or with Keelson's CLI:
-	    keelson approve $id --gate $gate --user <you>
+	    KEELSON_CODEC_KEYS=$LAB_CODEC_KEYS keelson approve $id --gate $gate --user <you>
+	(the lab encrypts payloads as production would; the CLI holds its key).
 	The demo approves it now as "$approver":
 	\$ bin/keelson approve $id --gate $gate --user $approver --reason "demo: canary looks good"
 	EOT

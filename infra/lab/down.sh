@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stops the local stack: the worker, the traffic generator, Prometheus,
+# Stops the local stack: the codec proxy, the worker, the traffic generator, Prometheus,
 # moto, the clusters and the Temporal server, and
 # checks that none of their processes is left. State stays in .cache/lab, so
 # the next `make up` resumes (`make clean-lab` deletes it).
@@ -8,6 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
 
 rc=0
+lab_timed "codec proxy" "$here/codecproxy.sh" stop || rc=1
 lab_timed "worker" "$here/worker.sh" stop || rc=1
 lab_timed "traffic" "$here/trafficgen.sh" stop || rc=1
 lab_timed "prometheus" "$here/prometheus.sh" stop || rc=1

@@ -29,6 +29,20 @@ WORKER_ARTIFACTS=$LAB_DIR/artifacts
 WORKER_WORKDIR=$LAB_DIR/work
 TF_CLI_CONFIG=$LAB_DIR/terraformrc
 
+# The lab encrypts payloads as production does (docs/codec.md): the worker,
+# the CLI (KEELSON_CODEC_KEYS) and the tests hold the lab's key, made at the
+# first up. The Web UI decodes through the lab's codec proxy
+# (infra/codecproxy), which adds the worker's endpoint token that a browser
+# cannot send; the dev server is started pointing its UI at the proxy.
+LAB_CODEC_KEY=$LAB_DIR/codec.key
+LAB_CODEC_TOKEN=$LAB_DIR/codec.token
+LAB_CODEC_KEYS=lab=file:$LAB_CODEC_KEY
+CODECPROXY_BIN=$LAB_ROOT/bin/keelson-codec-proxy
+CODECPROXY_PORT=${KEELSON_CODEC_PROXY_PORT:-8097}
+CODECPROXY_URL=http://127.0.0.1:$CODECPROXY_PORT/codec
+CODECPROXY_PID=$LAB_DIR/codecproxy.pid
+CODECPROXY_LOG=$LAB_DIR/codecproxy.log
+
 # The signals of progressive delivery: AWS APIs (moto_server: Route 53's
 # weighted records, CloudWatch), Prometheus, and the traffic generator
 # (infra/trafficgen) that plays the applications' users and feeds both.
@@ -84,6 +98,18 @@ unset _r
 LAB_NODES=2
 
 lab_log() { echo "lab: $*"; }
+
+# lab_codec_secrets: the lab's payload key and codec token, made once (32
+# random bytes in hex each, readable by the owner only) and kept with the
+# lab's state: a history encrypted with the key needs it for as long as it
+# is kept, so `make clean-lab` deletes both with the database.
+lab_codec_secrets() {
+	local f
+	for f in "$LAB_CODEC_KEY" "$LAB_CODEC_TOKEN"; do
+		[ -s "$f" ] && continue
+		(umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$f.tmp" && echo >>"$f.tmp" && mv "$f.tmp" "$f")
+	done
+}
 
 # lab_timed LABEL COMMAND...: runs COMMAND and prints how long it took.
 lab_timed() {
@@ -198,7 +224,7 @@ lab_pids() {
 		case $exe in
 		"$LAB_BIN"/temporal | "$LAB_BIN"/etcd | "$LAB_BIN"/kube-apiserver | "$LAB_BIN"/kube-controller-manager | \
 			"$LAB_BIN"/kube-scheduler | "$LAB_BIN"/kwok | "$LAB_ROOT/bin/keelson-worker" | \
-			"$TRAFFIC_BIN" | "$PROMETHEUS_BIN") ;;
+			"$TRAFFIC_BIN" | "$CODECPROXY_BIN" | "$PROMETHEUS_BIN") ;;
 		*/python*)
 			# moto_server: ours when its environment carries the marker.
 			args=$(tr '\0' '\n' <"$p/environ" 2>/dev/null) || continue

@@ -11,6 +11,7 @@ rc=0
 "$here/prometheus.sh" status || rc=1
 "$here/trafficgen.sh" status || rc=1
 "$here/worker.sh" status || rc=1
+"$here/codecproxy.sh" status || rc=1
 
 # Resident memory of every lab process (RSS, from /proc), by binary.
 pids=$(lab_pids)

@@ -27,6 +27,7 @@ start() {
 		--db-filename "$TEMPORAL_DB" \
 		--ip "$TEMPORAL_IP" --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT" \
 		--namespace default \
+		--ui-codec-endpoint "$CODECPROXY_URL" \
 		--search-attribute KeelsonApplication=Keyword \
 		--search-attribute KeelsonVersion=Keyword \
 		--search-attribute KeelsonPhase=Keyword \

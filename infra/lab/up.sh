@@ -2,8 +2,9 @@
 # Starts the local stack: builds what is missing, then the Temporal dev
 # server, one kwok cluster per region, the signals of progressive delivery
 # (moto's AWS APIs with the lab's zone, records and alarms, Prometheus, the
-# traffic generator) and the Keelson worker. Running it again starts only
-# what is not running. State lives in .cache/lab.
+# traffic generator), the Keelson worker and the Web UI's codec proxy.
+# Running it again starts only what is not running. State lives in
+# .cache/lab.
 # Set KEELSON_LAB_NO_WORKER=1 to start everything but the worker.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,10 +34,12 @@ if [ "${KEELSON_LAB_NO_WORKER:-}" = 1 ]; then
 else
 	lab_timed "worker" "$here/worker.sh" start
 fi
+lab_timed "codec proxy" "$here/codecproxy.sh" start
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
 lab_log "up in $((ms / 1000)).$((ms % 1000 / 100))s"
 cat <<EOT
-lab: Temporal      $TEMPORAL_ADDRESS  (Web UI http://localhost:$TEMPORAL_UI_PORT)
+lab: Temporal      $TEMPORAL_ADDRESS  (Web UI http://localhost:$TEMPORAL_UI_PORT, decoding through $CODECPROXY_URL)
+lab: payload key   KEELSON_CODEC_KEYS=$LAB_CODEC_KEYS  (the keelson CLI needs it: payloads are encrypted)
 lab: kubeconfig    $LAB_KUBECONFIG  (contexts ${LAB_REGIONS[*]})
 lab: AWS (moto)    $MOTO_URL  (Route 53 zone $LAB_ZONE, CloudWatch; ${LAB_AWS_ENV[*]})
 lab: Prometheus    $PROMETHEUS_URL  (KEELSON_PROMETHEUS_URL)

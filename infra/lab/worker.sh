@@ -41,6 +41,7 @@ start() {
 	# An empty CLI config keeps Terraform from warning about ~/.terraformrc
 	# and from using whatever a person has configured there.
 	[ -f "$TF_CLI_CONFIG" ] || : >"$TF_CLI_CONFIG"
+	lab_codec_secrets
 	# Flags and environment both, so the worker finds its settings whichever
 	# it reads; setsid keeps it out of the caller's process group. The AWS
 	# APIs (Route 53, CloudWatch, ELBv2) are moto's, and the Prometheus of
@@ -52,6 +53,8 @@ start() {
 	KEELSON_WORK_DIR=$WORKER_WORKDIR \
 	KEELSON_HTTP_ADDR=127.0.0.1:$HTTP_PORT \
 	TF_CLI_CONFIG_FILE=$TF_CLI_CONFIG \
+	KEELSON_CODEC_KEYS=$LAB_CODEC_KEYS \
+	KEELSON_CODEC_TOKEN_FILE=$LAB_CODEC_TOKEN \
 	env "${LAB_AWS_ENV[@]}" setsid "$WORKER_BIN" \
 		--temporal-address "$TEMPORAL_ADDRESS" \
 		--namespace default \
