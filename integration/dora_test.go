@@ -26,6 +26,7 @@ import (
 // docs/dora.md defines them, and requires `keelson report dora` and the
 // worker's /metrics to show exactly those.
 func TestDoraFiguresFromRealReleases(t *testing.T) {
+	t.Parallel() // waits on applications of its own (see TestMain)
 	l := newLab(t)
 	app := l.appName(t, "itdora")
 	file := l.releaseFile(t, app, func(doc map[string]any) {

@@ -24,6 +24,7 @@ import (
 // line stops and the release rolls back, the last wave first. The weight
 // stays at 0 until `keelson traffic restore`.
 func TestFailoverMovesAShareAndRestoreBringsItBack(t *testing.T) {
+	t.Parallel() // waits on applications of its own (see TestMain)
 	l := newLab(t)
 	app := l.appName(t, "failover")
 	regions := []string{"us-east-1", "eu-west-1"}
@@ -41,26 +42,30 @@ func TestFailoverMovesAShareAndRestoreBringsItBack(t *testing.T) {
 	labtest.Route53Weighted(t, motoEndpoint(), zoneID(t), name, "CNAME", records, map[string]int{"us-east-1": 100, "eu-west-1": 100})
 
 	sel := fmt.Sprintf(`application=%q,region="{{.Region}}",side="{{.Side}}"`, app)
-	file := l.releaseFile(t, app, func(doc map[string]any) {
-		delete(doc, "terraform")
-		doc["regions"] = []any{region(doc, "us-east-1"), region(doc, "eu-west-1")}
-		doc["waves"] = []any{
-			// The first region bakes longer than the check's 10s rate
-			// window: the traffic generator's requests before the stable
-			// side existed (5xx) are then out of the window when the
-			// failover watch first judges it.
-			map[string]any{"name": "first", "regions": []any{"us-east-1"}, "bake": "15s"},
-			map[string]any{"name": "second", "regions": []any{"eu-west-1"}, "bake": "3m"},
-		}
-		doc["health"] = []any{}
-		doc["analysis"] = []any{map[string]any{
-			"name": "error-rate",
-			"prometheus": map[string]any{"address": promAddress(),
-				"query": fmt.Sprintf(`sum(rate(keelson_demo_requests_total{%s,code=~"5.."}[10s])) / sum(rate(keelson_demo_requests_total{%s}[10s]))`, sel, sel)},
-			"max": 0.1, "interval": "1s", "failureLimit": 2, "minSamples": 3, "noData": "pass",
-		}}
-		doc["failover"] = map[string]any{"hostedZone": labZone, "record": name, "check": "error-rate", "regions": frs}
-	})
+	// fileBaking is the release file with the second wave baking bake: the
+	// bad version's bake is long, so that only a failover ends it early.
+	fileBaking := func(bake string) string {
+		return l.releaseFile(t, app, func(doc map[string]any) {
+			delete(doc, "terraform")
+			doc["regions"] = []any{region(doc, "us-east-1"), region(doc, "eu-west-1")}
+			doc["waves"] = []any{
+				// The first region bakes longer than the check's 10s rate
+				// window: the traffic generator's requests before the stable
+				// side existed (5xx) are then out of the window when the
+				// failover watch first judges it.
+				map[string]any{"name": "first", "regions": []any{"us-east-1"}, "bake": "15s"},
+				map[string]any{"name": "second", "regions": []any{"eu-west-1"}, "bake": bake},
+			}
+			doc["health"] = []any{}
+			doc["analysis"] = []any{map[string]any{
+				"name": "error-rate",
+				"prometheus": map[string]any{"address": promAddress(),
+					"query": fmt.Sprintf(`sum(rate(keelson_demo_requests_total{%s,code=~"5.."}[10s])) / sum(rate(keelson_demo_requests_total{%s}[10s]))`, sel, sel)},
+				"max": 0.1, "interval": "1s", "failureLimit": 2, "minSamples": 3, "noData": "pass",
+			}}
+			doc["failover"] = map[string]any{"hostedZone": labZone, "record": name, "check": "error-rate", "regions": frs}
+		})
+	}
 	target := traffic.Target{AWSRegion: "us-east-1", Route53: &traffic.Route53Target{HostedZone: labZone, Name: name, Records: records}}
 	weights := func() traffic.Weights {
 		t.Helper()
@@ -78,8 +83,9 @@ func TestFailoverMovesAShareAndRestoreBringsItBack(t *testing.T) {
 		return w
 	}
 
-	// A healthy version: watched while the second wave bakes, never moved.
-	first := l.start(t, file, "1.0.0")
+	// A healthy version: watched while the second wave bakes (30 checks of
+	// a 1s interval, three times the rate window), never moved.
+	first := l.start(t, fileBaking("30s"), "1.0.0")
 	if res := l.result(t, first, 6*time.Minute); res.Phase != workflows.PhaseSucceeded || len(res.Failovers) != 0 {
 		t.Fatalf("healthy release: %s", writeJSON(res))
 	}
@@ -88,6 +94,7 @@ func TestFailoverMovesAShareAndRestoreBringsItBack(t *testing.T) {
 	}
 
 	// A version that fails half its requests, caught after it finished.
+	file := fileBaking("3m")
 	bad := l.start(t, file, "1.1.0-errors")
 	res := l.result(t, bad, 6*time.Minute)
 	if res.Phase != workflows.PhaseRolledBack || len(res.Failovers) != 1 {

@@ -14,6 +14,7 @@ import (
 // a third frozen application waits before its first, and all three go on
 // when the freezes are lifted.
 func TestStopTheLineHoldsReleasesOfTwoApplications(t *testing.T) {
+	t.Parallel() // waits on applications of its own (see TestMain)
 	l := newLab(t)
 	var apps, files, ids []string
 	for _, prefix := range []string{"stopa", "stopb", "stopc"} {

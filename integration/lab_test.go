@@ -37,6 +37,14 @@ var regions = []string{"us-east-1", "eu-west-1", "ap-southeast-1"}
 
 // TestMain fails the whole package, with what to run, when the local stack
 // is not up: a skipped end-to-end test reads as a passing one in CI.
+//
+// A test that spends most of its time waiting (bakes, analysis windows,
+// queues, schedules) on applications of its own calls t.Parallel as its
+// first line. go test runs those after every serial test of the package
+// has finished, so the tests that stop or load what all share (the lab's
+// worker killed or loaded with a hundred releases, Temporal restarted, a
+// region's API server stopped) never run beside them; the Makefile's
+// -parallel says how many run at once.
 func TestMain(m *testing.M) {
 	if err := checkLab(); err != nil {
 		fmt.Fprintf(os.Stderr, "integration: the local stack is not usable: %v\n"+

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,13 +36,24 @@ func motoEndpoint() string { return "http://127.0.0.1:" + envOr("KEELSON_MOTO_PO
 
 func promAddress() string { return "http://127.0.0.1:" + envOr("KEELSON_PROMETHEUS_PORT", "9390") }
 
-// awsEnv points this process's AWS SDK at the lab's moto.
+// awsEnv points this process's AWS SDK at the lab's moto. It is set once
+// for the whole process and never unset: every test talks to the same moto,
+// and t.Setenv would keep the tests that call it from running in parallel.
 func awsEnv(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
-	t.Setenv("AWS_REGION", "us-east-1")
-	t.Setenv("AWS_ENDPOINT_URL", motoEndpoint())
+	t.Helper()
+	awsEnvOnce.Do(func() {
+		for k, v := range map[string]string{
+			"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+			"AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": motoEndpoint(),
+		} {
+			if err := os.Setenv(k, v); err != nil {
+				t.Fatalf("set %s: %v", k, err)
+			}
+		}
+	})
 }
+
+var awsEnvOnce sync.Once
 
 // sideRecords creates app's stable and canary weighted records in region,
 // named as the traffic generator expects (it then plays app's users), and
@@ -159,6 +171,7 @@ func (l *lab) watchWeights(t *testing.T, id, regionName string, target traffic.T
 }
 
 func TestCanaryRoute53CatchesABadVersion(t *testing.T) {
+	t.Parallel() // waits on applications of its own (see TestMain)
 	l := newLab(t)
 	app := l.appName(t, "canary-r53")
 	tr := sideRecords(t, app, "us-east-1")

@@ -5,11 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"testing"
 
 	historypb "go.temporal.io/api/history/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 )
+
+var recordMu sync.Mutex
 
 // record writes a workflow's history to KEELSON_RECORD_DIR (normally
 // workflows/testdata) as NAME.json and adds it to that folder's index.json,
@@ -22,6 +25,9 @@ func (l *lab) record(t *testing.T, workflowID, name string) {
 	if dir == "" {
 		return
 	}
+	// Tests that run in parallel share index.json.
+	recordMu.Lock()
+	defer recordMu.Unlock()
 	// Decrypted: the corpus replays without the lab's key.
 	events := l.history(t, workflowID)
 	raw, err := protojson.MarshalOptions{Indent: "  "}.Marshal(&historypb.History{Events: events})

@@ -80,6 +80,7 @@ func lastRevision(t *testing.T, hist []helm.Revision) helm.Revision {
 }
 
 func TestSecondVersionWaitsInTheLane(t *testing.T) {
+	t.Parallel() // waits on applications of its own (see TestMain)
 	l := newLab(t)
 	app := l.appName(t, "itlane")
 	file := l.releaseFile(t, app, noGate("6s"))

@@ -19,6 +19,7 @@ import (
 // run times and what each train did; a train whose version is already the
 // last successful release starts nothing; delete leaves nothing behind.
 func TestScheduleTrainOnTheLab(t *testing.T) {
+	t.Parallel() // waits on applications of its own (see TestMain)
 	l := newLab(t)
 	app := l.appName(t, "itsched")
 	file := l.releaseFile(t, app, noGate("10s"))
