@@ -75,10 +75,7 @@ func payloadsIn(m proto.Message) []*commonpb.Payload {
 // the lab's worker runs the stop-the-line switch the release subscribes to.
 func TestHistoryHoldsNoClearText(t *testing.T) {
 	dir := t.TempDir()
-	lc, err := loadLabCodec()
-	if err != nil {
-		t.Fatal(err)
-	}
+	lc := theLabCodec
 	token := randomHex(t, 16)
 	valuesDir := filepath.Join(dir, "values")
 	os.MkdirAll(valuesDir, 0o700)

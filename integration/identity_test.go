@@ -166,7 +166,7 @@ applications:
 		if st.Phase != workflows.PhaseAwaitGate || st.Gate == nil || len(st.Gate.Approved) != 0 || len(st.Approvals) != 0 {
 			t.Fatalf("after %s the release changed: %s", after, writeJSON(st))
 		}
-		if n := slackApprovalsIn(slackHistory(t, l.tc, id)); n != 0 {
+		if n := slackApprovalsIn(l.history(t, id)); n != 0 {
 			t.Fatalf("after %s the history holds %d accepted answers", after, n)
 		}
 	}
@@ -257,7 +257,7 @@ applications:
 	}
 	// The history holds both Updates with their proofs.
 	proofs := 0
-	for _, ev := range slackHistory(t, l.tc, id) {
+	for _, ev := range l.history(t, id) {
 		if acc := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes(); acc != nil && acc.GetAcceptedRequest().GetInput().GetName() == workflows.UpdateApprove {
 			for _, p := range acc.GetAcceptedRequest().GetInput().GetArgs().GetPayloads() {
 				var ans workflows.GateAnswer

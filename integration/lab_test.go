@@ -76,6 +76,7 @@ func checkLab() error {
 	if err != nil {
 		return err
 	}
+	theLabCodec = lc
 	tc, err := control.Dial(ctx, control.DialOptions{Address: address, Namespace: "default", Wait: 10 * time.Second, DataConverter: lc.dc, FailureConverter: lc.fc})
 	if err != nil {
 		return err
@@ -164,10 +165,7 @@ func newLab(t *testing.T) *lab {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	lc, err := loadLabCodec()
-	if err != nil {
-		t.Fatal(err)
-	}
+	lc := theLabCodec
 	l.codec = lc
 	tc, err := control.Dial(ctx, control.DialOptions{Address: l.address, Namespace: "default", Wait: 20 * time.Second, DataConverter: lc.dc, FailureConverter: lc.fc})
 	if err != nil {

@@ -27,6 +27,9 @@ type labCodec struct {
 	fc    converter.FailureConverter
 }
 
+// theLabCodec is loaded once, by TestMain's check of the lab.
+var theLabCodec *labCodec
+
 func loadLabCodec() (*labCodec, error) {
 	keys := os.Getenv(codec.EnvKeys)
 	if keys == "" {

@@ -99,7 +99,7 @@ func TestSlackBenchApprovalLatency(t *testing.T) {
 
 	var accepted, childStarted, scheduled, actStarted []time.Duration
 	for _, r := range rels {
-		for _, ev := range slackHistory(t, e.lab.tc, r.id) {
+		for _, ev := range e.lab.history(t, r.id) {
 			a := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes()
 			if a == nil || a.GetAcceptedRequest().GetInput().GetName() != workflows.UpdateApprove {
 				continue
@@ -113,7 +113,7 @@ func TestSlackBenchApprovalLatency(t *testing.T) {
 				t.Fatalf("approval of %q in %s matches no callback", ans.Gate, r.id)
 			}
 			accepted = append(accepted, ev.GetEventTime().AsTime().Sub(t0))
-			child := slackHistory(t, e.lab.tc, workflows.RegionID(r.id, r.regions[ans.Gate]))
+			child := e.lab.history(t, workflows.RegionID(r.id, r.regions[ans.Gate]))
 			childStarted = append(childStarted, child[0].GetEventTime().AsTime().Sub(t0))
 			if s, st := slackFirstActivity(child); s != nil {
 				scheduled = append(scheduled, s.GetEventTime().AsTime().Sub(t0))

@@ -563,25 +563,6 @@ func slackSubmit(user string, v slackfake.View, viewID, reason string) map[strin
 	}
 }
 
-// slackHistory is a workflow's events.
-func slackHistory(t *testing.T, tc client.Client, id string) []*historypb.HistoryEvent {
-	t.Helper()
-	it := tc.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	var events []*historypb.HistoryEvent
-	for it.HasNext() {
-		ev, err := it.Next()
-		if err != nil {
-			t.Fatalf("history of %s: %v", id, err)
-		}
-		events = append(events, ev)
-	}
-	lc, err := loadLabCodec()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lc.decoded(t, events)
-}
-
 // slackApprovalsIn counts the accepted approve or reject Updates in a
 // release's history: the audit trail of answers.
 func slackApprovalsIn(events []*historypb.HistoryEvent) int {

@@ -55,7 +55,7 @@ func TestSlackGateFromSlack(t *testing.T) {
 		if st.Phase != workflows.PhaseAwaitGate || st.Gate == nil || st.Gate.Name != gate || len(st.Approvals) != 0 {
 			t.Fatalf("after %s the release changed: %s", after, writeJSON(st))
 		}
-		if n := slackApprovalsIn(slackHistory(t, e.lab.tc, id)); n != 0 {
+		if n := slackApprovalsIn(e.lab.history(t, id)); n != 0 {
 			t.Fatalf("after %s the history holds %d accepted answers", after, n)
 		}
 		if m, open, _ := slackGateMessage(e.ws, channel, id, gate); !open || m.Updates != msg.Updates {
@@ -229,7 +229,7 @@ func TestSlackGateFromSlack(t *testing.T) {
 			t.Errorf("region %s", r)
 		}
 	}
-	if n := slackApprovalsIn(slackHistory(t, e.lab.tc, id)); n != 1 {
+	if n := slackApprovalsIn(e.lab.history(t, id)); n != 1 {
 		t.Errorf("history holds %d accepted answers, want 1", n)
 	}
 
