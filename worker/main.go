@@ -143,7 +143,7 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 	var backend *terraform.S3Backend
 	if s3s, ok := store.(*artifacts.S3); ok {
 		loc := s3s.Location()
-		backend = &terraform.S3Backend{Bucket: loc.Bucket, Prefix: loc.Prefix, Region: loc.Region, Endpoint: loc.Endpoint, PathStyle: loc.PathStyle}
+		backend = &terraform.S3Backend{Bucket: loc.Bucket, Prefix: loc.Prefix, Region: loc.Region, Endpoint: loc.Endpoint, PathStyle: loc.PathStyle, Client: s3s.Client}
 	}
 	log.Info("artifact store", "store", artifacts.Describe(store), "bundle_cache", bundles.Dir,
 		"terraform_state", map[bool]string{true: "s3", false: "the working copies"}[backend != nil], "fleet", cfg.Fleet)

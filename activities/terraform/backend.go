@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/hashicorp/terraform-exec/tfexec"
 )
 
@@ -24,6 +26,14 @@ type S3Backend struct {
 	Region    string
 	Endpoint  string // an S3-compatible endpoint (moto in the lab); empty for AWS's
 	PathStyle bool
+
+	// Client reads the state's lock file and keeps the lease of each
+	// locking command beside the state (lease.go), so that a retry takes
+	// back the lock a killed attempt left. Without it such a lock stays
+	// until someone runs terraform force-unlock.
+	Client *s3.Client
+	// LeaseTTL replaces DefaultLeaseTTL (tests).
+	LeaseTTL time.Duration
 }
 
 // overrideFile declares the backend in the working copy: Terraform merges

@@ -58,6 +58,10 @@ type session struct {
 	mu    sync.Mutex
 	phase string
 
+	// attempt tells this activity attempt's leases from an earlier one's
+	// (lease.go).
+	attempt string
+
 	unlock        func()
 	stopHeartbeat func()
 }
@@ -95,6 +99,8 @@ func (a *Activities) open(ctx context.Context, st Stack, op string) (_ *session,
 		st:   st,
 		name: st.Application + "/" + st.Region,
 		dir:  filepath.Join(workDir, st.Application, st.Region),
+
+		attempt: newAttemptToken(),
 	}
 	logger := a.Logger
 	if logger == nil {
@@ -291,7 +297,9 @@ func (s *session) init(ctx context.Context) error {
 	if err != nil {
 		return s.fail(ctx, "init", err)
 	}
-	return nil
+	// A lock this activity's earlier attempt left when its worker died
+	// is taken back before the plan or apply would wait on it.
+	return s.reclaim(ctx)
 }
 
 // validate catches configuration errors before plan, with Terraform's own
@@ -346,9 +354,11 @@ func (s *session) vars() []tfexec.PlanOption {
 func (s *session) plan(ctx context.Context, file string) (bool, error) {
 	opts := append(s.vars(), tfexec.Out(file), tfexec.LockTimeout(lockTimeout))
 	var changes bool
-	err := s.run(ctx, "plan", s.stdout, func() (err error) {
-		changes, err = s.tf.Plan(ctx, opts...)
-		return err
+	err := s.lease(ctx, "plan", func(ctx context.Context) error {
+		return s.run(ctx, "plan", s.stdout, func() (err error) {
+			changes, err = s.tf.Plan(ctx, opts...)
+			return err
+		})
 	})
 	if err != nil {
 		return false, s.fail(ctx, "plan", err)
@@ -372,8 +382,10 @@ func (s *session) show(ctx context.Context, file string) (*tfjson.Plan, []byte, 
 }
 
 func (s *session) apply(ctx context.Context, file string) error {
-	err := s.run(ctx, "apply", s.stdout, func() error {
-		return s.tf.Apply(ctx, tfexec.DirOrPlan(file), tfexec.LockTimeout(lockTimeout))
+	err := s.lease(ctx, "apply", func(ctx context.Context) error {
+		return s.run(ctx, "apply", s.stdout, func() error {
+			return s.tf.Apply(ctx, tfexec.DirOrPlan(file), tfexec.LockTimeout(lockTimeout))
+		})
 	})
 	if err != nil {
 		if isStale(err) && ctx.Err() == nil {
