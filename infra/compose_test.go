@@ -181,17 +181,17 @@ func TestComposeUsesProdFiles(t *testing.T) {
 }
 
 // The images run the versions infra/prod builds from Go modules: the
-// server of infra/prod/tools/temporal's go.mod (admin-tools carries the SQL
-// tool and schemas of the same version), and the UI server of build.sh.
+// server and the UI server of infra/lab/tools/temporal's go.mod (admin-tools
+// carries the SQL tool and schemas of the same version).
 func TestComposeVersionsMatchProdBuild(t *testing.T) {
 	p := loadCompose(t, nil)
-	gomod, err := os.ReadFile(filepath.Join("prod", "tools", "temporal", "go.mod"))
+	gomod, err := os.ReadFile(filepath.Join("lab", "tools", "temporal", "go.mod"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?m)^require go\.temporal\.io/server v(\S+)$`).FindSubmatch(gomod)
+	m := regexp.MustCompile(`(?m)^\s*go\.temporal\.io/server v(\S+)$`).FindSubmatch(gomod)
 	if m == nil {
-		t.Fatal("infra/prod/tools/temporal/go.mod requires no go.temporal.io/server")
+		t.Fatal("infra/lab/tools/temporal/go.mod requires no go.temporal.io/server")
 	}
 	server := string(m[1])
 	if got := service(t, p, "temporal").Image; got != "temporalio/server:"+server {
@@ -202,13 +202,9 @@ func TestComposeVersionsMatchProdBuild(t *testing.T) {
 			t.Errorf("%s image = %q, want temporalio/admin-tools:%s-...", name, got, server)
 		}
 	}
-	build, err := os.ReadFile(filepath.Join("prod", "build.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m = regexp.MustCompile(`(?m)^UI_SERVER_VERSION=v(\S+)`).FindSubmatch(build)
+	m = regexp.MustCompile(`(?m)^\s*github\.com/temporalio/ui-server/v2 v(\S+)$`).FindSubmatch(gomod)
 	if m == nil {
-		t.Fatal("infra/prod/build.sh sets no UI_SERVER_VERSION")
+		t.Fatal("infra/lab/tools/temporal/go.mod requires no github.com/temporalio/ui-server/v2")
 	}
 	if got := service(t, p, "temporal-ui").Image; got != "temporalio/ui:"+string(m[1]) {
 		t.Errorf("temporal-ui image = %q, want temporalio/ui:%s", got, m[1])

@@ -13,12 +13,11 @@ prod=${KEELSON_PROD_DIR:-$root/.cache/prod}
 bin=${1:-${KEELSON_PROD_BIN:-$prod/bin}}
 mkdir -p "$bin"
 bin=$(cd "$bin" && pwd)
-tools=$here/tools/temporal
-
-# The Web UI server of the dev server's UI (temporal CLI v1.5.1 embeds
-# ui-server v2.42.1), so that both topologies show the same UI; the
-# module embeds the built UI assets and has no replace directive.
-UI_SERVER_VERSION=v2.42.1
+# The Temporal server, its SQL tool and the Web UI server come from the
+# lab's module tools/temporal, which also builds the lab's temporal CLI:
+# the CLI embeds this server and this UI server (so both topologies show
+# the same UI), and their packages are compiled once for all four.
+tools=$root/infra/lab/tools/temporal
 
 total_start=$(date +%s)
 
@@ -37,12 +36,17 @@ build() {
 	echo "prod: built $name in $(( $(date +%s) - start ))s"
 }
 
-# The Temporal server and its SQL tool, from the tools module's go.mod.
+# gobuild OUT PKG: one command of the tools module, stripped like the lab's.
+gobuild() {
+	(cd "$tools" && go build -ldflags='-s -w' -o "$bin/$1" "$2")
+}
+
 server_version=$(cd "$tools" && go list -m -f '{{.Version}}' go.temporal.io/server)
-build temporal-server "go.temporal.io/server@$server_version" \
-	bash -c "cd '$tools' && go build -o '$bin/temporal-server' go.temporal.io/server/cmd/server"
-build temporal-sql-tool "go.temporal.io/server@$server_version" \
-	bash -c "cd '$tools' && go build -o '$bin/temporal-sql-tool' go.temporal.io/server/cmd/tools/sql"
+ui_version=$(cd "$tools" && go list -m -f '{{.Version}}' github.com/temporalio/ui-server/v2)
+build temporal-server "go.temporal.io/server@$server_version" gobuild temporal-server go.temporal.io/server/cmd/server
+build temporal-sql-tool "go.temporal.io/server@$server_version" gobuild temporal-sql-tool go.temporal.io/server/cmd/tools/sql
+# The module's main package is cmd/server, hence the name given here.
+build temporal-ui-server "github.com/temporalio/ui-server/v2@$ui_version" gobuild temporal-ui-server github.com/temporalio/ui-server/v2/cmd/server
 
 # The server's SQL schemas (schema/postgresql/v12/{temporal,visibility}/
 # versioned), copied out of the module cache so that up.sh needs no Go.
@@ -56,24 +60,15 @@ if [ "$(cat "$prod/schema/.stamp" 2>/dev/null)" != "$server_version" ]; then
 	echo "prod: schemas of go.temporal.io/server@$server_version in $prod/schema"
 fi
 
-# The UI server: `go install` names it after its folder (server), hence
-# the temporary GOBIN.
-build_ui() {
-	local tmp; tmp=$(mktemp -d "$bin/.ui.XXXXXX")
-	GOBIN=$tmp go install "github.com/temporalio/ui-server/v2/cmd/server@$UI_SERVER_VERSION"
-	mv "$tmp/server" "$bin/temporal-ui-server"
-	rmdir "$tmp"
-}
-build temporal-ui-server "github.com/temporalio/ui-server/v2@$UI_SERVER_VERSION" build_ui
-# Its configuration is the module's own config/docker.yaml, a template of
-# TEMPORAL_* variables: the file the temporalio/ui image of the same
-# version runs with.
-if [ "$(cat "$prod/ui/config/.stamp" 2>/dev/null)" != "$UI_SERVER_VERSION" ]; then
-	ui_dir=$(go mod download -json "github.com/temporalio/ui-server/v2@$UI_SERVER_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+# The UI server's configuration is the module's own config/docker.yaml, a
+# template of TEMPORAL_* variables: the file the temporalio/ui image of
+# the same version runs with.
+if [ "$(cat "$prod/ui/config/.stamp" 2>/dev/null)" != "$ui_version" ]; then
+	ui_dir=$(cd "$tools" && go list -m -f '{{.Dir}}' github.com/temporalio/ui-server/v2)
 	mkdir -p "$prod/ui/config"
 	install -m 644 "$ui_dir/config/docker.yaml" "$prod/ui/config/docker.yaml"
-	echo "$UI_SERVER_VERSION" >"$prod/ui/config/.stamp"
-	echo "prod: UI server configuration of $UI_SERVER_VERSION in $prod/ui/config"
+	echo "$ui_version" >"$prod/ui/config/.stamp"
+	echo "prod: UI server configuration of $ui_version in $prod/ui/config"
 fi
 
 # apt_install PKG...: infra/lab/build.sh's helper (that script builds the
@@ -123,16 +118,14 @@ if ! command -v "${KEELSON_MOTO_SERVER:-moto_server}" >/dev/null 2>&1; then
 	exit 1
 fi
 # The temporal CLI of the lab talks to our frontend (namespace, search
-# attributes, health checks).
-# Built here where the lab has not been built, at the lab's pinned version.
+# attributes, health checks): built here where the lab has not been built.
 lab_bin=${KEELSON_LAB_BIN:-$root/.cache/lab/bin}
 if [ -x "$lab_bin/temporal" ]; then
 	echo "prod: temporal CLI found at $lab_bin/temporal"
 else
-	cli_version=$(sed -n 's/^TEMPORAL_CLI_VERSION=\([^ ]*\).*/\1/p' "$root/infra/lab/build.sh")
 	mkdir -p "$lab_bin"
-	echo "prod: building the lab's temporal CLI $cli_version ..."
-	GOBIN=$lab_bin go install "github.com/temporalio/cli/cmd/temporal@$cli_version"
+	echo "prod: building the lab's temporal CLI ..."
+	(cd "$tools" && go build -ldflags='-s -w' -o "$lab_bin/temporal" github.com/temporalio/cli/cmd/temporal)
 fi
 
 echo "prod: all binaries in $bin ($(( $(date +%s) - total_start ))s)"
