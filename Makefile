@@ -49,11 +49,13 @@ clean-lab: down ## stop the local stack and delete its state (binaries stay)
 demo: ## release the demo application: make demo VERSION=1.0.1
 	infra/demo/demo.sh $(VERSION)
 
-# build, start the lab, run both test suites, and stop the lab whatever
-# happened; the exit status is the tests'.
+# build, start the lab and the prod topology beside it (its server, SQL
+# tool and UI server reuse what the lab's Temporal CLI compiled), run both
+# test suites, and stop both whatever happened; the exit status is the
+# tests'.
 test:
 	@rc=0; \
-	$(MAKE) --no-print-directory build lab-build up || rc=$$?; \
+	$(MAKE) --no-print-directory build lab-build up prod-build up-prod || rc=$$?; \
 	if [ $$rc -eq 0 ]; then \
 		$(MAKE) --no-print-directory lint || rc=$$?; \
 		$(MAKE) --no-print-directory test-unit || rc=$$?; \
