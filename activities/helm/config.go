@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/kubectl/pkg/validation"
 )
 
 // configKey names one action.Configuration. Helm binds its release storage
@@ -212,6 +213,11 @@ func (c *contextClients) secrets(ns string) (typedcorev1.SecretInterface, error)
 type contextFactory struct {
 	kube.Factory
 	clientset *kubernetes.Clientset
+	// discovery is the context's, for the validators (validator.go).
+	discovery discovery.CachedDiscoveryInterface
+
+	mu         sync.Mutex
+	validators map[string]validation.Schema
 }
 
 func (f *contextFactory) KubernetesClientSet() (*kubernetes.Clientset, error) {
@@ -287,7 +293,7 @@ func (a *Activities) contextClients(kubeContext string) (*contextClients, error)
 		mapper:     mapper,
 	}
 	// kube.New makes kubectl's factory over cc.
-	cc.factory = &contextFactory{Factory: kube.New(cc).Factory, clientset: clientset}
+	cc.factory = &contextFactory{Factory: kube.New(cc).Factory, clientset: clientset, discovery: locked}
 	if a.configs == nil {
 		a.configs = map[configKey]*action.Configuration{}
 	}
