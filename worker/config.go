@@ -44,7 +44,10 @@ type config struct {
 	Terraform string
 
 	// HTTPAddr serves /healthz, /readyz and Slack callbacks; empty disables.
-	HTTPAddr  string
+	HTTPAddr string
+	// PprofAddr serves Go's profiler (net/http/pprof) on a loopback
+	// address of its own; empty, the default, serves nothing.
+	PprofAddr string
 	SlackPath string
 
 	LogLevel  slog.Level
@@ -117,6 +120,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		{"kubeconfig", "KUBECONFIG", filepath.Join(home, ".kube", "config"), "kubeconfig with one context per region", &c.Kubeconfig},
 		{"terraform", "KEELSON_TERRAFORM", "", "terraform binary (default: terraform on PATH)", &terraform},
 		{"http-addr", "KEELSON_HTTP_ADDR", "127.0.0.1:8095", "address of /healthz, /readyz, /metrics and Slack callbacks; empty disables", &c.HTTPAddr},
+		{"pprof-addr", "KEELSON_PPROF_ADDR", "", "loopback address of Go's profiler (/debug/pprof/), for make bench and for finding where a worker's time goes; empty disables", &c.PprofAddr},
 		{"slack-path", "KEELSON_SLACK_PATH", "/slack/interactions", "HTTP path of Slack interaction callbacks (when a signing secret is set)", &c.SlackPath},
 		{"log-level", "KEELSON_LOG_LEVEL", "info", "debug, info, warn or error", &logLevel},
 		{"log-format", "KEELSON_LOG_FORMAT", "text", "text or json", &c.LogFormat},
@@ -178,6 +182,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if c.HTTPAddr != "" {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 			return config{}, bad("http-addr", "%q is not host:port", c.HTTPAddr)
+		}
+	}
+	if c.PprofAddr != "" {
+		// The profiler shows the worker's memory, payloads included: it
+		// never listens beyond the machine.
+		host, _, err := net.SplitHostPort(c.PprofAddr)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return config{}, bad("pprof-addr", "%q: want a loopback host:port such as 127.0.0.1:6060", c.PprofAddr)
 		}
 	}
 	if _, _, err := net.SplitHostPort(c.TemporalAddress); err != nil {

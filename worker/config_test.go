@@ -241,3 +241,19 @@ func TestMountCodec(t *testing.T) {
 		t.Errorf("with token: converter %v, /codec/decode %d (want 401)", dc, status(mux))
 	}
 }
+
+// The profiler shows the worker's memory: it listens on loopback only.
+func TestPprofAddrIsLoopbackOnly(t *testing.T) {
+	env := envOf(map[string]string{"HOME": "/h"})
+	for _, ok := range []string{"127.0.0.1:6060", "localhost:6060", "[::1]:6060"} {
+		c, err := parseConfig([]string{"--pprof-addr", ok}, env, io.Discard)
+		if err != nil || c.PprofAddr != ok {
+			t.Errorf("--pprof-addr %s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"0.0.0.0:6060", ":6060", "10.0.0.5:6060", "example.com:6060", "6060"} {
+		if _, err := parseConfig([]string{"--pprof-addr", bad}, env, io.Discard); err == nil || !strings.Contains(err.Error(), "--pprof-addr") {
+			t.Errorf("--pprof-addr %s: err %v, want a refusal naming the flag", bad, err)
+		}
+	}
+}

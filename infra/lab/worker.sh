@@ -10,6 +10,9 @@ TASK_QUEUE=${KEELSON_TASK_QUEUE:-keelson}
 # The worker serves /healthz and /readyz here; ready means it polls its task
 # queue and Temporal answers.
 HTTP_PORT=${KEELSON_WORKER_HTTP_PORT:-8095}
+# Go's profiler of the worker (/debug/pprof/, loopback only), for make
+# bench and for looking at where the worker's time goes.
+PPROF_PORT=${KEELSON_WORKER_PPROF_PORT:-8099}
 
 # worker_ready: GET /readyz answers 200 (bash's /dev/tcp: no curl needed).
 worker_ready() {
@@ -52,6 +55,7 @@ start() {
 	KEELSON_ARTIFACTS=$WORKER_ARTIFACTS \
 	KEELSON_WORK_DIR=$WORKER_WORKDIR \
 	KEELSON_HTTP_ADDR=127.0.0.1:$HTTP_PORT \
+	KEELSON_PPROF_ADDR=127.0.0.1:$PPROF_PORT \
 	TF_CLI_CONFIG_FILE=$TF_CLI_CONFIG \
 	KEELSON_CODEC_KEYS=$LAB_CODEC_KEYS \
 	KEELSON_CODEC_TOKEN_FILE=$LAB_CODEC_TOKEN \
