@@ -106,6 +106,14 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 		}()
 	}
 
+	if cfg.PprofAddr != "" {
+		psrv, err := serve(cfg.PprofAddr, pprofMux(), log)
+		if err != nil {
+			return fmt.Errorf("--pprof-addr %s: %w", cfg.PprofAddr, err)
+		}
+		defer shutdownHTTP(psrv, log)
+	}
+
 	var fc converter.FailureConverter
 	if dc != nil {
 		fc = codec.NewFailureConverter(dc)
@@ -148,7 +156,16 @@ func runWorker(ctx context.Context, cfg config, slackCfg slackhook.Config, envir
 	log.Info("artifact store", "store", artifacts.Describe(store), "bundle_cache", bundles.Dir,
 		"terraform_state", map[bool]string{true: "s3", false: "the working copies"}[backend != nil], "fleet", cfg.Fleet)
 
-	w := worker.New(tc, cfg.TaskQueue, worker.Options{WorkerStopTimeout: stopTimeout, Interceptors: m.interceptors()})
+	// What a dead predecessor on this work folder was running is retried
+	// now, not a heartbeat timeout from now (journal.go).
+	j := newJournal(cfg.WorkDir, log.With("component", "journal"))
+	if n, err := j.recover(ctx, tc); err != nil {
+		log.Warn("worker journal", "err", err)
+	} else if n > 0 {
+		log.Warn("worker journal: attempts of a dead worker handed back for an immediate retry", "attempts", n)
+	}
+	w := worker.New(tc, cfg.TaskQueue, worker.Options{WorkerStopTimeout: stopTimeout,
+		Interceptors: append(m.interceptors(), &journalInterceptor{j: j})})
 	w.RegisterWorkflow(workflows.Release)
 	w.RegisterWorkflow(workflows.RegionRollout)
 	w.RegisterWorkflow(workflows.Lane)
