@@ -13,7 +13,7 @@ VERSION   ?= 1.0.0
 # Every package but the end-to-end tests, which need the running lab.
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/integration')
 
-.PHONY: build lab-build up down status clean-lab demo test test-unit test-integration lint bench bench-slack bench-helm-memory figures-progressive figures-history figures-codec
+.PHONY: build lab-build up down status clean-lab demo test test-unit test-integration lint bench bench-micro bench-slack bench-helm-memory figures-progressive figures-history figures-codec
 
 build: ## the CLI (bin/keelson), the worker (bin/keelson-worker), the lab's traffic generator (bin/keelson-traffic) and codec proxy (bin/keelson-codec-proxy)
 	$(GO) build -o bin/keelson ./starter
@@ -98,9 +98,16 @@ lint:
 # The time from a signed Slack callback to the release's next activity,
 # over 100 approvals (needs `make up`).
 bench-slack:
-	infra/bench/slack-approval.sh
+	bench/slack-approval.sh
 
-bench:
+# Keelson's performance figures on the running lab (needs `make up`),
+# each with its target, written as JSON lines to .cache/bench (bench/run.sh
+# says what it measures and how to compare two runs).
+bench: build ## performance figures against the tools Keelson drives, on the running lab
+	bench/run.sh
+
+# Go's micro-benchmarks of the packages (no lab).
+bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem $(UNIT_PKGS)
 
 # The worker's Helm memory per namespace (application) at 10, 100 and 300

@@ -2,10 +2,10 @@
 # Measures the time from a signed Slack callback arriving at the worker to
 # the release's next activity starting, over RELEASES x WAVES approvals
 # (5 x 20 = 100 by default), on the local lab. Prints p50 / p95 / max.
-#   make up && infra/bench/slack-approval.sh
-#   KEELSON_BENCH_RELEASES=1 KEELSON_BENCH_WAVES=100 infra/bench/slack-approval.sh   # one release at a time
+#   make up && bench/slack-approval.sh
+#   KEELSON_BENCH_RELEASES=1 KEELSON_BENCH_WAVES=100 bench/slack-approval.sh   # one release at a time
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
+root=$(cd "$(dirname "$0")/.." && pwd)
 lab=$root/.cache/lab
 cd "$root"
 go build -o bin/keelson ./starter

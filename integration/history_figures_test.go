@@ -1,4 +1,4 @@
-//go:build figures
+//go:build figures || bench
 
 package integration
 
@@ -11,7 +11,10 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/keelson-dev/keelson/internal/benchfig"
 	"github.com/keelson-dev/keelson/workflows"
 )
 
@@ -35,11 +38,13 @@ func TestFiguresHistorySize(t *testing.T) {
 		}
 		return
 	}
-	run := func(name, file string) {
-		id := l.start(t, file, "1.0.0")
-		l.waitPhase(t, id, workflows.PhaseAwaitGate, 3*time.Minute)
-		if out, code := l.keelson(t, "approve", id, "--user", "demo-approver"); code != 0 {
-			t.Fatalf("approve %s: %s", id, out)
+	run := func(name, key, file string, gate bool, version string) {
+		id := l.start(t, file, version)
+		if gate {
+			l.waitPhase(t, id, workflows.PhaseAwaitGate, 3*time.Minute)
+			if out, code := l.keelson(t, "approve", id, "--user", "demo-approver"); code != 0 {
+				t.Fatalf("approve %s: %s", id, out)
+			}
 		}
 		if res := l.result(t, id, 5*time.Minute); res.Phase != workflows.PhaseSucceeded {
 			t.Fatalf("%s: %s", name, writeJSON(res))
@@ -64,13 +69,27 @@ func TestFiguresHistorySize(t *testing.T) {
 		}
 		fmt.Printf("FIGURES history of %-38s %4d events (%d signals, %d workflow tasks completed)\n", name+":", ev, sig, wft)
 		t.Logf("%s: %d events, %d signals, %d workflow tasks", name, ev, sig, wft)
+		// Bytes as stored (encrypted payloads), and the largest payload.
+		bytes, largest := 0, 0
+		for _, e := range l.rawHistory(t, id) {
+			bytes += proto.Size(e)
+			largest = max(largest, largestPayload(e))
+		}
+		var target *float64
+		if key == "10_regions" {
+			target = benchfig.AtMost(2000)
+		}
+		benchfig.Report(t, benchfig.Figure{Name: "history." + key + ".events", Value: float64(ev), Unit: "events", Max: target,
+			Detail: fmt.Sprintf("the release's own history: %s (%d signals, %d workflow tasks)", name, sig, wft)})
+		benchfig.Report(t, benchfig.Figure{Name: "history." + key + ".bytes", Value: float64(bytes), Unit: "bytes", Detail: name})
+		benchfig.Report(t, benchfig.Figure{Name: "history." + key + ".largest_payload", Value: float64(largest), Unit: "bytes", Detail: name})
 	}
 
 	three := l.appName(t, "hist3")
-	run("3 regions, gate, Terraform", l.releaseFile(t, three, nil))
+	run("3 regions, gate, Terraform", "3_regions", l.releaseFile(t, three, nil), true, "1.0.0")
 
 	ten := l.appName(t, "hist10")
-	run("10 regions, gate", l.releaseFile(t, ten, func(doc map[string]any) {
+	run("10 regions, gate", "10_regions", l.releaseFile(t, ten, func(doc map[string]any) {
 		delete(doc, "terraform")
 		doc["health"] = []any{}
 		contexts := []string{"us-east-1", "eu-west-1", "ap-southeast-1"}
@@ -88,5 +107,37 @@ func TestFiguresHistorySize(t *testing.T) {
 			map[string]any{"name": "rest", "regions": rest, "parallelism": 9, "bake": "2s",
 				"gate": map[string]any{"name": "promote-to-rest", "when": "always", "approvers": []any{"demo-approver"}}},
 		}
-	}))
+	}), true, "1.0.0")
+
+	// A canary of several steps (10 %, pause, analysis, 50 %, pause,
+	// analysis, 100 %) in one region, after the first install that has no
+	// stable side to compare with.
+	awsEnv(t)
+	canary := l.appName(t, "histcanary")
+	file := l.progressiveFile(t, canary, canarySteps("error-ratio"), sideRecords(t, canary, "us-east-1"), errorRatio(canary))
+	if res := l.result(t, l.start(t, file, "1.0.0"), 3*time.Minute); res.Phase != workflows.PhaseSucceeded {
+		t.Fatalf("canary's first install: %s", writeJSON(res))
+	}
+	run("1 region, canary of 7 steps", "canary", file, false, "1.1.0")
+}
+
+// largestPayload is the size of the largest payload an event carries.
+func largestPayload(e *historypb.HistoryEvent) int {
+	n := 0
+	for _, p := range e.GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads() {
+		n = max(n, proto.Size(p))
+	}
+	for _, p := range e.GetActivityTaskScheduledEventAttributes().GetInput().GetPayloads() {
+		n = max(n, proto.Size(p))
+	}
+	for _, p := range e.GetActivityTaskCompletedEventAttributes().GetResult().GetPayloads() {
+		n = max(n, proto.Size(p))
+	}
+	for _, p := range e.GetStartChildWorkflowExecutionInitiatedEventAttributes().GetInput().GetPayloads() {
+		n = max(n, proto.Size(p))
+	}
+	for _, p := range e.GetWorkflowExecutionCompletedEventAttributes().GetResult().GetPayloads() {
+		n = max(n, proto.Size(p))
+	}
+	return n
 }

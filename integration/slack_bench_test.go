@@ -1,7 +1,7 @@
 //go:build bench
 
 // The approval-latency measurement is built only with -tags bench
-// (infra/bench/slack-approval.sh), so `make test` never runs it.
+// (bench/slack-approval.sh), so `make test` never runs it.
 
 package integration
 
@@ -17,6 +17,7 @@ import (
 
 	historypb "go.temporal.io/api/history/v1"
 
+	"github.com/keelson-dev/keelson/internal/benchfig"
 	"github.com/keelson-dev/keelson/workflows"
 )
 
@@ -28,7 +29,7 @@ import (
 // no health checks, one replica), each behind a gate approved from Slack.
 //
 // It is a measurement, not a test of the product, and runs only with
-// KEELSON_BENCH=1 (infra/bench/slack-approval.sh sets it):
+// KEELSON_BENCH=1 (bench/slack-approval.sh sets it):
 //
 //	KEELSON_BENCH_RELEASES (5) releases in parallel of KEELSON_BENCH_WAVES (20) gated waves.
 func TestSlackBenchApprovalLatency(t *testing.T) {
@@ -141,6 +142,12 @@ func TestSlackBenchApprovalLatency(t *testing.T) {
 		p50, p95, worst := slackPercentiles(row.ds)
 		t.Logf("%-58s %s / %s / %s", row.name, p50, p95, worst)
 	}
+	p50, p95, worst := slackPercentiles(actStarted)
+	benchfig.Report(t, benchfig.Figure{Name: "approval.callback_to_next_activity.p50", Value: benchfig.Millis(p50), Unit: "ms",
+		Max: benchfig.AtMost(300), Detail: fmt.Sprintf("signed Slack callback to the next activity started, %d approvals; p95 %s, max %s", total, p95, worst)})
+	p50, _, _ = slackPercentiles(accepted)
+	benchfig.Report(t, benchfig.Figure{Name: "approval.callback_to_update_accepted.p50", Value: benchfig.Millis(p50), Unit: "ms",
+		Detail: "signed Slack callback to the approve Update accepted in history"})
 }
 
 // slackFirstActivity is the first ActivityTaskScheduled event of a history
