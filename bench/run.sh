@@ -52,7 +52,7 @@ echo "bench: $(nproc) cores, $(go version | cut -d' ' -f3), commit $(git rev-par
 rc=0
 go test -tags bench -ldflags='-s -w' -count=1 -timeout 45m -v \
 	-run "${KEELSON_BENCH_RUN:-^(TestBench(Overhead|ToolRatios|Recovery|ManyReleases)|TestFiguresHistorySize|TestSlackBenchApprovalLatency)$}" \
-	./integration/ 2>&1 | grep -E '^(BENCH|--- |FAIL|ok |panic)|_test.go:[0-9]+: .*(Error|failed|want)' || rc=$?
+	./integration/ 2>&1 | grep --line-buffered -E '^(BENCH|--- |FAIL|ok |panic)|_test.go:[0-9]+: .*(Error|failed|want)' || rc=$?
 
 # make demo, timed as a person runs it (it approves its own gate).
 demo() {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -136,8 +137,23 @@ func (j *journal) recover(ctx context.Context, c completer) (int, error) {
 	return taken, nil
 }
 
-// alive reports whether a process with pid exists.
+// alive reports whether a process with pid runs. A process killed with
+// SIGKILL stays a zombie until its parent reaps it (for a worker started
+// with setsid, an init that may take its time), and kill(pid, 0) succeeds
+// on a zombie: on Linux its state in /proc says it is dead.
 func alive(pid int) bool {
+	if stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat")); err == nil {
+		// "PID (comm) S ...": the state follows the command's closing
+		// parenthesis (the command may hold spaces and parentheses).
+		if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
+			return stat[i+2] != 'Z' && stat[i+2] != 'X'
+		}
+		return true
+	} else if errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat("/proc/self"); err == nil {
+			return false // /proc is there, and this pid is not in it
+		}
+	}
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/interceptor"
@@ -142,4 +143,31 @@ func TestJournalRecordsRunningAttempts(t *testing.T) {
 
 func activityOptions(name string) activity.RegisterOptions {
 	return activity.RegisterOptions{Name: name}
+}
+
+// A worker killed with SIGKILL is a zombie until it is reaped: dead all the
+// same.
+func TestJournalTakesAZombieForDead(t *testing.T) {
+	z := exec.Command("sleep", "60")
+	if err := z.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if !alive(z.Process.Pid) {
+		t.Fatal("a running process taken for dead")
+	}
+	if err := z.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// Not reaped yet: a zombie until Wait.
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(z.Process.Pid) {
+		if time.Now().After(deadline) {
+			t.Fatal("a killed, unreaped process (a zombie) is still taken for alive")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = z.Wait()
+	if alive(z.Process.Pid) {
+		t.Error("a reaped process taken for alive")
+	}
 }
