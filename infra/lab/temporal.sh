@@ -22,7 +22,9 @@ start() {
 		return 1
 	fi
 	# setsid: the server outlives this script and a Ctrl-C of the terminal
-	# that started it; it is stopped by pid with `stop`.
+	# that started it; it is stopped by pid with `stop`. Eager activity
+	# execution as in the prod topology (infra/prod/dynamicconfig.yaml says
+	# why).
 	setsid "$LAB_BIN/temporal" server start-dev \
 		--db-filename "$TEMPORAL_DB" \
 		--ip "$TEMPORAL_IP" --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT" \
@@ -31,6 +33,7 @@ start() {
 		--search-attribute KeelsonApplication=Keyword \
 		--search-attribute KeelsonVersion=Keyword \
 		--search-attribute KeelsonPhase=Keyword \
+		--dynamic-config-value system.enableActivityEagerExecution=true \
 		--log-level warn \
 		>>"$TEMPORAL_LOG" 2>&1 </dev/null &
 	echo $! >"$TEMPORAL_PID"
