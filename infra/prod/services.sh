@@ -274,6 +274,9 @@ worker_start() {
 	# this topology (the lab's `down` stops workers whose arguments name
 	# .cache/lab: the kubeconfig goes in the environment). No identity
 	# option exists: Temporal's default, PID@host, tells the two apart.
+	# No payload keys, as in docker-compose.yml, whatever the caller's
+	# environment holds: a worker started from a shell with the lab's
+	# KEELSON_CODEC_KEYS would encrypt what the other cannot read.
 	(
 		cd "$dir"
 		KEELSON_PROMETHEUS_URL=$PROD_PROMETHEUS_URL \
@@ -286,6 +289,7 @@ worker_start() {
 		AWS_REGION=us-east-1 \
 		KEELSON_ARTIFACTS=$artifacts \
 		KEELSON_FLEET=${KEELSON_PROD_FLEET:-true} \
+		KEELSON_CODEC_KEYS= KEELSON_CODEC_TOKEN= KEELSON_CODEC_TOKEN_FILE= \
 		exec setsid "$WORKER_BIN" \
 			--temporal-address "$TEMPORAL_ADDRESS" \
 			--namespace "$TEMPORAL_NAMESPACE" \
