@@ -422,7 +422,13 @@ func (l *lab) history(t *testing.T, workflowID string) []*historypb.HistoryEvent
 // lab's encryption, payloads are ciphertext.
 func (l *lab) rawHistory(t *testing.T, workflowID string) []*historypb.HistoryEvent {
 	t.Helper()
-	it := l.tc.GetWorkflowHistory(context.Background(), workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	return historyOf(t, l.tc, workflowID)
+}
+
+// historyOf reads a workflow's whole history from tc, as stored.
+func historyOf(t *testing.T, tc client.Client, workflowID string) []*historypb.HistoryEvent {
+	t.Helper()
+	it := tc.GetWorkflowHistory(context.Background(), workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	var events []*historypb.HistoryEvent
 	for it.HasNext() {
 		e, err := it.Next()

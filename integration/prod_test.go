@@ -133,16 +133,7 @@ func (p *prod) start(t *testing.T, l *lab, file, version string) string {
 
 func (p *prod) history(t *testing.T, workflowID string) []*historypb.HistoryEvent {
 	t.Helper()
-	it := p.tc.GetWorkflowHistory(context.Background(), workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	var events []*historypb.HistoryEvent
-	for it.HasNext() {
-		e, err := it.Next()
-		if err != nil {
-			t.Fatalf("history of %s: %v", workflowID, err)
-		}
-		events = append(events, e)
-	}
-	return events
+	return historyOf(t, p.tc, workflowID)
 }
 
 // keys lists the bucket's keys under prefix.
