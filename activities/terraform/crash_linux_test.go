@@ -296,7 +296,8 @@ func TestWorkerKilledMidApplyS3(t *testing.T) {
 }
 
 // TestReclaimDecision: a lock is taken back only when it is this
-// activity's, from another attempt, whose lease expired.
+// activity's, from another attempt, whose lease expired; an unexpired one
+// of that attempt is waited for.
 func TestReclaimDecision(t *testing.T) {
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	ttl := 20 * time.Second
@@ -309,20 +310,20 @@ func TestReclaimDecision(t *testing.T) {
 		name  string
 		lease func(*leaseRecord) *leaseRecord
 		lock  func(lockFile) lockFile
-		want  bool
+		want  verdict
 	}{
-		{"own dead attempt's recorded lock", func(l *leaseRecord) *leaseRecord { return l }, nil, true},
-		{"no lease: a person's lock", func(*leaseRecord) *leaseRecord { return nil }, nil, false},
-		{"another release's activity", func(l *leaseRecord) *leaseRecord { l.Run = "other"; return l }, nil, false},
-		{"another activity of this run", func(l *leaseRecord) *leaseRecord { l.Activity = "8"; return l }, nil, false},
-		{"this very attempt", func(l *leaseRecord) *leaseRecord { l.Attempt = "now"; return l }, nil, false},
-		{"lease still renewed: holder may live", func(l *leaseRecord) *leaseRecord { l.Renewed = now.Add(-5 * time.Second); return l }, nil, false},
-		{"a different lock than recorded", nil, func(f lockFile) lockFile { f.ID = "L2"; return f }, false},
-		{"unrecorded lock taken after the lease by its host", func(l *leaseRecord) *leaseRecord { l.LockID = ""; return l }, nil, true},
+		{"own dead attempt's recorded lock", func(l *leaseRecord) *leaseRecord { return l }, nil, takeLock},
+		{"no lease: a person's lock", func(*leaseRecord) *leaseRecord { return nil }, nil, leaveLock},
+		{"another release's activity", func(l *leaseRecord) *leaseRecord { l.Run = "other"; return l }, nil, leaveLock},
+		{"another activity of this run", func(l *leaseRecord) *leaseRecord { l.Activity = "8"; return l }, nil, leaveLock},
+		{"this very attempt", func(l *leaseRecord) *leaseRecord { l.Attempt = "now"; return l }, nil, leaveLock},
+		{"lease still renewed: holder may live", func(l *leaseRecord) *leaseRecord { l.Renewed = now.Add(-5 * time.Second); return l }, nil, waitLease},
+		{"a different lock than recorded", nil, func(f lockFile) lockFile { f.ID = "L2"; return f }, leaveLock},
+		{"unrecorded lock taken after the lease by its host", func(l *leaseRecord) *leaseRecord { l.LockID = ""; return l }, nil, takeLock},
 		{"unrecorded lock older than the lease", func(l *leaseRecord) *leaseRecord { l.LockID = ""; return l },
-			func(f lockFile) lockFile { f.Created = now.Add(-2 * time.Hour); return f }, false},
+			func(f lockFile) lockFile { f.Created = now.Add(-2 * time.Hour); return f }, leaveLock},
 		{"unrecorded lock of another host", func(l *leaseRecord) *leaseRecord { l.LockID = ""; return l },
-			func(f lockFile) lockFile { f.Who = "alice@laptop"; return f }, false},
+			func(f lockFile) lockFile { f.Who = "alice@laptop"; return f }, leaveLock},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := dead()

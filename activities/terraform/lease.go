@@ -220,29 +220,38 @@ func (s *session) lease(ctx context.Context, command string, fn func(context.Con
 	return err
 }
 
-// reclaimDecision says whether a lock left in the lock file is this
-// activity's own, from an attempt that died, and why (for the log).
-func reclaimDecision(l *leaseRecord, lf *lockFile, wf, run, act, attempt string, now time.Time, ttl time.Duration) (bool, string) {
+// verdict is what a retry does about a lock in the lock file.
+type verdict int
+
+const (
+	leaveLock verdict = iota // not this activity's dead attempt's: Terraform waits for it
+	waitLease                // this activity's other attempt, whose lease may still be renewed
+	takeLock                 // this activity's dead attempt's: force-unlock it
+)
+
+// reclaimDecision says what to do about a lock left in the lock file, and
+// why (for the log).
+func reclaimDecision(l *leaseRecord, lf *lockFile, wf, run, act, attempt string, now time.Time, ttl time.Duration) (verdict, string) {
 	switch {
 	case l == nil:
-		return false, "no lease: the lock is not Keelson's (a person's Terraform, or another tool's)"
+		return leaveLock, "no lease: the lock is not Keelson's (a person's Terraform, or another tool's)"
 	case l.Workflow != wf || l.Run != run || l.Activity != act:
-		return false, fmt.Sprintf("the lease is another activity's (%s/%s activity %s)", l.Workflow, l.Run, l.Activity)
+		return leaveLock, fmt.Sprintf("the lease is another activity's (%s/%s activity %s)", l.Workflow, l.Run, l.Activity)
 	case l.Attempt == attempt:
-		return false, "the lease is this attempt's own"
+		return leaveLock, "the lease is this attempt's own"
 	case now.Sub(l.Renewed) < ttl:
-		return false, fmt.Sprintf("the lease was renewed %s ago: its holder may be alive", now.Sub(l.Renewed).Round(time.Second))
+		return waitLease, fmt.Sprintf("the lease was renewed %s ago: its holder may be alive", now.Sub(l.Renewed).Round(time.Second))
 	case l.LockID != "":
 		if lf.ID != l.LockID {
-			return false, fmt.Sprintf("the lock %s is not the one the lease recorded (%s)", lf.ID, l.LockID)
+			return leaveLock, fmt.Sprintf("the lock %s is not the one the lease recorded (%s)", lf.ID, l.LockID)
 		}
-		return true, "the lock the dead attempt recorded"
+		return takeLock, "the lock the dead attempt recorded"
 	case lf.Created.Before(l.Started.Add(-time.Second)):
-		return false, "the lock is older than the lease"
+		return leaveLock, "the lock is older than the lease"
 	case lf.Who != l.Who:
-		return false, fmt.Sprintf("the lock was taken by %s, the lease by %s", lf.Who, l.Who)
+		return leaveLock, fmt.Sprintf("the lock was taken by %s, the lease by %s", lf.Who, l.Who)
 	default:
-		return true, "a lock taken after the dead attempt's lease, by its user and host, before it could record it"
+		return takeLock, "a lock taken after the dead attempt's lease, by its user and host, before it could record it"
 	}
 }
 
@@ -275,8 +284,9 @@ func (s *session) reclaim(ctx context.Context) error {
 			lp = nil
 		}
 		now := time.Now().UTC()
-		yes, why := reclaimDecision(lp, &lf, wf, run, act, s.attempt, now, b.ttl())
-		if yes {
+		v, why := reclaimDecision(lp, &lf, wf, run, act, s.attempt, now, b.ttl())
+		switch v {
+		case takeLock:
 			s.log.Warn("force-unlocking the state: its lock was left by this activity's attempt that died",
 				"lock", lf.ID, "who", lf.Who, "created", lf.Created, "operation", lf.Operation, "why", why)
 			err := s.run(ctx, "force-unlock", s.stdout, func() error {
@@ -286,10 +296,7 @@ func (s *session) reclaim(ctx context.Context) error {
 				return s.fail(ctx, "force-unlock", err)
 			}
 			return nil
-		}
-		// Only an unexpired lease of our own activity is worth waiting for.
-		if lp == nil || l.Workflow != wf || l.Run != run || l.Activity != act || l.Attempt == s.attempt ||
-			now.Sub(l.Renewed) >= b.ttl() {
+		case leaveLock:
 			s.log.Info("the state is locked; Terraform waits for it", "lock", lf.ID, "who", lf.Who, "why", why)
 			return nil
 		}
