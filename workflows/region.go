@@ -57,8 +57,13 @@ type RegionInput struct {
 	ValuesFrom []release.ValueFrom `json:"valuesFrom,omitempty"`
 	// Stack and PlanKey are set when the release has a Terraform stack:
 	// the child applies the plan the parent made (and showed at the gate).
-	Stack        *terraform.Stack      `json:"stack,omitempty"`
-	PlanKey      string                `json:"planKey,omitempty"`
+	Stack   *terraform.Stack `json:"stack,omitempty"`
+	PlanKey string           `json:"planKey,omitempty"`
+	// Plan is that plan as it was approved, for Apply to check the saved
+	// file against (its digest) and to take its summary from; nil from a
+	// release that started before it was passed (no command changes: the
+	// Apply it goes to is the same).
+	Plan         *terraform.PlanResult `json:"plan,omitempty"`
 	OutputsValue string                `json:"outputsValue,omitempty"`
 	Health       []release.HealthCheck `json:"health,omitempty"`
 	Readiness    time.Duration         `json:"readiness"`
@@ -385,7 +390,7 @@ func (r *regionImpl) apply(ctx workflow.Context) error {
 	var tf *terraform.Activities
 	var out terraform.ApplyResult
 	actx := workflow.WithActivityOptions(ctx, longActivity(fmt.Sprintf("terraform apply %s (%s)", r.in.Region.Name, r.in.Version), 30*time.Minute))
-	if err := workflow.ExecuteActivity(actx, tf.Apply, terraform.ApplyInput{Stack: *r.in.Stack, PlanKey: r.in.PlanKey}).Get(ctx, &out); err != nil {
+	if err := workflow.ExecuteActivity(actx, tf.Apply, terraform.ApplyInput{Stack: *r.in.Stack, PlanKey: r.in.PlanKey, Approved: r.in.Plan}).Get(ctx, &out); err != nil {
 		return err
 	}
 	r.outputs = out.Outputs

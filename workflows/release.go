@@ -537,7 +537,7 @@ func (r *releaseImpl) startRegion(ctx workflow.Context, wi int, name string, pla
 		in.Stack = &st
 		in.OutputsValue = spec.Terraform.OutputsValue
 		if plan != nil {
-			in.PlanKey = plan.PlanKey
+			in.PlanKey, in.Plan = plan.PlanKey, plan
 		}
 	}
 	if r.owned {

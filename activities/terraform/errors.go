@@ -18,6 +18,12 @@ func configError(msg string, cause error) error {
 	return temporal.NewNonRetryableApplicationError(msg, ErrConfig, cause)
 }
 
+// isConfig reports whether err is a configuration error (configError).
+func isConfig(err error) bool {
+	var ae *temporal.ApplicationError
+	return errors.As(err, &ae) && ae.Type() == ErrConfig
+}
+
 // segment reports whether s can name one level of the working copy and of
 // artifact keys: no separators, nothing that climbs out.
 func segment(s string) bool {
@@ -40,7 +46,7 @@ func checkStack(st Stack) error {
 
 // Diagnostics that mean the stack (or the variables given to it) is wrong,
 // whatever the state of the world: retrying cannot make them go away. The
-// rest of the configuration errors are caught by validate before plan.
+// rest of the configuration errors are told by validate once plan failed.
 var configSummaries = []string{
 	"problems with the configuration", // init could not even read the configuration
 	"No value for required variable",

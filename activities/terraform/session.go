@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
@@ -52,6 +53,11 @@ type session struct {
 	dir  string
 	tf   *tfexec.Terraform
 	log  *slog.Logger
+
+	// bin and env make another Terraform for a command run beside tf's
+	// (show beside apply).
+	bin string
+	env map[string]string
 
 	stdout, stderr *lineLog
 
@@ -149,26 +155,35 @@ func (a *Activities) open(ctx context.Context, st Stack, op string) (_ *session,
 		return nil, fmt.Errorf("%s %s: copy stack %s: %w", op, s.name, src, err)
 	}
 
-	bin := a.Binary
-	if bin == "" {
-		if bin, err = exec.LookPath("terraform"); err != nil {
+	s.bin = a.Binary
+	if s.bin == "" {
+		if s.bin, err = exec.LookPath("terraform"); err != nil {
 			return nil, fmt.Errorf("%s %s: %w", op, s.name, err)
 		}
 	}
-	if s.tf, err = tfexec.NewTerraform(s.dir, bin); err != nil {
+	if s.env, err = a.env(workDir); err != nil {
+		return nil, err
+	}
+	if s.tf, err = s.newTerraform(); err != nil {
 		return nil, fmt.Errorf("%s %s: %w", op, s.name, err)
 	}
-	env, err := a.env(workDir)
+	return s, nil
+}
+
+// newTerraform makes a Terraform for the working copy, with the session's
+// binary and environment.
+func (s *session) newTerraform() (*tfexec.Terraform, error) {
+	tf, err := tfexec.NewTerraform(s.dir, s.bin)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.tf.SetEnv(env); err != nil {
+	if err := tf.SetEnv(s.env); err != nil {
 		return nil, fmt.Errorf("terraform activities: Env: %w", err)
 	}
-	if err := s.tf.SetWaitDelay(interruptGrace); err != nil {
+	if err := tf.SetWaitDelay(interruptGrace); err != nil {
 		return nil, err
 	}
-	return s, nil
+	return tf, nil
 }
 
 func (s *session) close() {
@@ -278,6 +293,9 @@ func (s *session) run(ctx context.Context, command string, stdout io.Writer, fn 
 
 func (s *session) scratch(name string) string { return filepath.Join(s.dir, scratchDir, name) }
 
+// init runs terraform init, unless it already succeeded in this working
+// copy with the same inputs (initDigest), and then takes back a lock this
+// activity's earlier attempt left.
 func (s *session) init(ctx context.Context) error {
 	opts := []tfexec.InitOption{tfexec.Upgrade(false)}
 	if b := s.a.Backend; b != nil {
@@ -287,23 +305,43 @@ func (s *session) init(ctx context.Context) error {
 		}
 		opts = append(opts, more...)
 	}
-	err := s.run(ctx, "init", s.stdout, func() error {
-		// Without Backend, state is the working copy's terraform.tfstate
-		// (the demo stacks declare no backend). Built-in providers only, so
-		// init never needs a registry; a stack that does gets a clear error
-		// from init.
-		return s.tf.Init(ctx, opts...)
-	})
+	digest, err := s.initDigest()
 	if err != nil {
-		return s.fail(ctx, "init", err)
+		// Init then runs every time; it still works.
+		s.log.Warn("could not read init's inputs; running init", "err", err)
+	}
+	if digest != "" && s.initCurrent(digest) {
+		s.log.Debug("terraform init skipped: nothing it reads changed since it succeeded")
+	} else {
+		// Gone before init starts: an init that fails half-way is not
+		// taken for done.
+		if err := os.Remove(s.initStamp()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("init %s: %w", s.name, err)
+		}
+		err := s.run(ctx, "init", s.stdout, func() error {
+			// Without Backend, state is the working copy's terraform.tfstate
+			// (the demo stacks declare no backend). Built-in providers only, so
+			// init never needs a registry; a stack that does gets a clear error
+			// from init.
+			return s.tf.Init(ctx, opts...)
+		})
+		if err != nil {
+			return s.fail(ctx, "init", err)
+		}
+		if digest != "" {
+			s.stampInit(digest)
+		}
 	}
 	// A lock this activity's earlier attempt left when its worker died
 	// is taken back before the plan or apply would wait on it.
 	return s.reclaim(ctx)
 }
 
-// validate catches configuration errors before plan, with Terraform's own
-// diagnostics, so that they are reported as such and not retried.
+// validate tells, after a plan failed, whether the configuration is wrong,
+// with Terraform's own diagnostics (every error with its file and line), so
+// that such a failure is reported as such and not retried. It runs only
+// then: plan validates the configuration itself, and a process less is
+// 60 ms less on every plan.
 func (s *session) validate(ctx context.Context) error {
 	var out *tfjson.ValidateOutput
 	err := s.run(ctx, "validate", io.Discard, func() (err error) {
@@ -381,6 +419,39 @@ func (s *session) show(ctx context.Context, file string) (*tfjson.Plan, []byte, 
 	return plan, raw.Bytes(), nil
 }
 
+// showAside starts terraform show of a saved plan beside whatever the
+// session runs next (its own Terraform, its own output), and returns what
+// waits for it. Apply reads the approved plan this way while it applies
+// the same file: show only reads the plan file, and the summary is needed
+// only once the apply is done.
+func (s *session) showAside(ctx context.Context, file string) func() (*tfjson.Plan, error) {
+	tf, err := s.newTerraform()
+	if err != nil {
+		return func() (*tfjson.Plan, error) { return nil, fmt.Errorf("show plan of %s: %w", s.name, err) }
+	}
+	stderr := &lineLog{log: s.log, level: slog.LevelWarn}
+	tf.SetStdout(io.Discard)
+	tf.SetStderr(stderr)
+	var plan *tfjson.Plan
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		start := time.Now()
+		runtime.LockOSThread() // Pdeathsig, as in run
+		plan, err = tf.ShowPlanFile(ctx, file)
+		runtime.UnlockOSThread()
+		stderr.flush()
+		s.log.Info("terraform command finished", "command", "show", "duration", time.Since(start).Round(time.Millisecond), "ok", err == nil)
+	}()
+	return func() (*tfjson.Plan, error) {
+		<-done
+		if err != nil {
+			return nil, s.fail(ctx, "show plan", err)
+		}
+		return plan, nil
+	}
+}
+
 func (s *session) apply(ctx context.Context, file string) error {
 	err := s.lease(ctx, "apply", func(ctx context.Context) error {
 		return s.run(ctx, "apply", s.stdout, func() error {
@@ -408,14 +479,35 @@ func (s *session) apply(ctx context.Context, file string) error {
 // outputs returns the stack's outputs decoded from JSON. Sensitive outputs
 // are left out: they would land in workflow history, and whatever needs a
 // secret should read it from where Terraform put it.
+// They are read from the state where Keelson knows where it is
+// (stateDirect), as terraform output reads them; from terraform output
+// otherwise.
 func (s *session) outputs(ctx context.Context) (map[string]any, error) {
-	var meta map[string]tfexec.OutputMeta
-	err := s.run(ctx, "output", io.Discard, func() (err error) {
-		meta, err = s.tf.Output(ctx)
-		return err
-	})
+	type output struct {
+		Value     json.RawMessage
+		Sensitive bool
+	}
+	meta := map[string]output{}
+	doc, ok, err := s.stateDirect(ctx)
 	if err != nil {
-		return nil, s.fail(ctx, "output", err)
+		return nil, err
+	}
+	if ok {
+		for name, o := range doc.Outputs {
+			meta[name] = output{Value: o.Value, Sensitive: o.Sensitive}
+		}
+	} else {
+		var got map[string]tfexec.OutputMeta
+		err := s.run(ctx, "output", io.Discard, func() (err error) {
+			got, err = s.tf.Output(ctx)
+			return err
+		})
+		if err != nil {
+			return nil, s.fail(ctx, "output", err)
+		}
+		for name, o := range got {
+			meta[name] = output{Value: o.Value, Sensitive: o.Sensitive}
+		}
 	}
 	out := make(map[string]any, len(meta))
 	for name, m := range meta {

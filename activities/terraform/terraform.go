@@ -8,8 +8,11 @@ package terraform
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path"
@@ -36,6 +39,10 @@ const (
 	// of its own (never overwriting the approved plan's key), so that the
 	// workflow can open the gate again with it.
 	ErrPlanExceedsApproved = "TerraformPlanExceedsApproved"
+	// ErrPlanNotApproved: the saved plan at the key is not the file that
+	// was approved (its digest differs from ApplyInput.Approved's): it was
+	// replaced in the artifact store. Non-retryable; nothing is applied.
+	ErrPlanNotApproved = "TerraformPlanNotApproved"
 	// ErrStateLineage: the state's lineage differs from the saved plan's: it
 	// is another stack's state, or was replaced; never re-planned over.
 	// Non-retryable; the message names both lineages and the cause.
@@ -113,12 +120,25 @@ type PlanResult struct {
 	PlanKey string  `json:"planKey"`
 	JSONKey string  `json:"jsonKey"`
 	Summary Summary `json:"summary"`
+	// SHA256 is the hex digest of the plan file: the plan that was shown
+	// is the plan that is applied, whatever happens to the artifact store
+	// in between. Empty in results of workers before it.
+	SHA256 string `json:"sha256,omitempty"`
+	// Changes is true when applying the plan changes anything, resources
+	// or outputs (Summary counts resources only).
+	Changes bool `json:"changes,omitempty"`
 }
 
 // ApplyInput applies a saved plan.
 type ApplyInput struct {
 	Stack   Stack  `json:"stack"`
 	PlanKey string `json:"planKey"`
+	// Approved is the plan as Plan returned it and the gate showed it.
+	// When it has a digest, the saved plan must be that very file (a plan
+	// file replaced in the store is refused, ErrPlanNotApproved), and its
+	// summary is taken from here instead of asking terraform show again.
+	// Releases that started before it was passed leave it nil.
+	Approved *PlanResult `json:"approved,omitempty"`
 }
 
 // ApplyResult tells what the apply did and the stack's outputs afterwards.
@@ -145,8 +165,8 @@ func JSONKeyFor(st Stack) string {
 	return path.Join(st.Application, st.Version, st.Region, "plan.json")
 }
 
-// Plan runs init, validate and plan -out in the region's working copy of the
-// stack, uploads the plan file and its full JSON to the artifact store, and
+// Plan runs init and plan -out in the region's working copy of the stack
+// (and validate when plan fails, to tell a wrong configuration), uploads the plan file and its full JSON to the artifact store, and
 // returns their keys with a summary small enough for workflow history.
 func (a *Activities) Plan(ctx context.Context, in PlanInput) (*PlanResult, error) {
 	s, err := a.open(ctx, in.Stack, "plan")
@@ -158,18 +178,24 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (*PlanResult, error
 	if err := s.init(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.validate(ctx); err != nil {
-		return nil, err
-	}
 	planFile := s.scratch("plan.tfplan")
-	if _, err := s.plan(ctx, planFile); err != nil {
+	changes, err := s.plan(ctx, planFile)
+	if err != nil {
+		if verr := s.validate(ctx); isConfig(verr) {
+			return nil, verr
+		}
 		return nil, err
 	}
 	plan, raw, err := s.show(ctx, planFile)
 	if err != nil {
 		return nil, err
 	}
-	res := &PlanResult{PlanKey: PlanKeyFor(in.Stack), JSONKey: JSONKeyFor(in.Stack), Summary: Summarize(plan)}
+	digest, err := fileSHA256(planFile)
+	if err != nil {
+		return nil, fmt.Errorf("plan of %s: %w", s.name, err)
+	}
+	res := &PlanResult{PlanKey: PlanKeyFor(in.Stack), JSONKey: JSONKeyFor(in.Stack), Summary: Summarize(plan),
+		SHA256: digest, Changes: changes}
 	if err := s.upload(ctx, res.PlanKey, planFile); err != nil {
 		return nil, err
 	}
@@ -202,23 +228,30 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (*ApplyResult, er
 		return nil, err
 	}
 	defer s.close()
-	plan, _, err := s.show(ctx, saved)
+	approvedPlan, err := s.approved(ctx, saved, in)
 	if err != nil {
 		return nil, err
 	}
-	approved := Summarize(plan)
-	res := &ApplyResult{Summary: approved}
+	var applyErr error
 	if !stale {
 		// An empty saved plan is applied too: Terraform checks, under the
 		// state lock, that the state has not moved since our own look.
-		switch err := s.apply(ctx, saved); {
-		case err == nil:
-			res.Applied = hasChanges(plan)
-		case isStale(err):
-			stale = true // another run applied between our look and the lock
-		default:
-			return nil, err
-		}
+		applyErr = s.apply(ctx, saved)
+	}
+	approved, changes, err := approvedPlan()
+	switch {
+	case applyErr != nil && !isStale(applyErr):
+		return nil, applyErr
+	case err != nil:
+		return nil, err
+	}
+	res := &ApplyResult{Summary: approved}
+	switch {
+	case stale:
+	case applyErr != nil:
+		stale = true // another run applied between our look and the lock
+	default:
+		res.Applied = changes
 	}
 	if stale {
 		// The state changed since the plan: another apply, or this very
@@ -238,7 +271,7 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (*ApplyResult, er
 		}
 		res.Summary = Summarize(next)
 		if reasons := Exceeds(approved, res.Summary); len(reasons) > 0 {
-			pr, err := s.saveReplan(ctx, replan, raw, res.Summary)
+			pr, err := s.saveReplan(ctx, replan, raw, res.Summary, changes)
 			if err != nil {
 				return nil, err
 			}
@@ -261,6 +294,50 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (*ApplyResult, er
 	s.log.Info("terraform apply done", "applied", res.Applied, "replanned", res.Replanned,
 		"adds", res.Summary.Adds, "changes", res.Summary.Changes, "destroys", res.Summary.Destroys)
 	return res, nil
+}
+
+// approved returns what waits for the approved plan's summary, and whether
+// applying it changes anything. A release that passed the approved plan
+// has them already, once the saved file is checked to be that plan; an
+// older one's are read with terraform show, beside the apply.
+func (s *session) approved(ctx context.Context, saved string, in ApplyInput) (func() (Summary, bool, error), error) {
+	if a := in.Approved; a != nil && a.SHA256 != "" {
+		digest, err := fileSHA256(saved)
+		if err != nil {
+			return nil, fmt.Errorf("apply %s: %w", s.name, err)
+		}
+		if digest != a.SHA256 {
+			s.log.Error("saved plan is not the approved plan; not applied", "plan", in.PlanKey,
+				"sha256", digest, "approved", a.SHA256)
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+				"apply %s: saved plan %s has digest %s but the approved plan had %s: it was replaced "+
+					"in the artifact store after the approval; not applied", s.name, in.PlanKey, digest, a.SHA256),
+				ErrPlanNotApproved, nil)
+		}
+		return func() (Summary, bool, error) { return a.Summary, a.Changes, nil }, nil
+	}
+	wait := s.showAside(ctx, saved)
+	return func() (Summary, bool, error) {
+		plan, err := wait()
+		if err != nil {
+			return Summary{}, false, err
+		}
+		return Summarize(plan), hasChanges(plan), nil
+	}, nil
+}
+
+// fileSHA256 is the hex SHA-256 digest of a file.
+func fileSHA256(name string) (string, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // checkPlanKey refuses a missing or malformed saved plan key.

@@ -138,6 +138,26 @@ func (f *fixture) apply(st Stack, key string) (*ApplyResult, error) {
 	return &res, nil
 }
 
+// applyApproved applies a plan as a release does, passing the plan that
+// was approved.
+func (f *fixture) applyApproved(st Stack, approved *PlanResult) (*ApplyResult, error) {
+	f.t.Helper()
+	v, err := f.env.ExecuteActivity(f.a.Apply, ApplyInput{Stack: st, PlanKey: approved.PlanKey, Approved: approved})
+	if err != nil {
+		return nil, err
+	}
+	var res ApplyResult
+	require.NoError(f.t, v.Get(&res))
+	return &res, nil
+}
+
+func (f *fixture) mustApplyApproved(st Stack, approved *PlanResult) *ApplyResult {
+	f.t.Helper()
+	res, err := f.applyApproved(st, approved)
+	require.NoError(f.t, err)
+	return res
+}
+
 func (f *fixture) verify(st Stack, key string) (*VerifyResult, error) {
 	f.t.Helper()
 	start := time.Now()

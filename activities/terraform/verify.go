@@ -55,14 +55,15 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) (*VerifyResult,
 		return nil, err
 	}
 	replan := s.scratch("replan.tfplan")
-	if _, err := s.plan(ctx, replan); err != nil {
+	changes, err := s.plan(ctx, replan)
+	if err != nil {
 		return nil, err
 	}
 	next, raw, err := s.show(ctx, replan)
 	if err != nil {
 		return nil, err
 	}
-	pr, err := s.saveReplan(ctx, replan, raw, Summarize(next))
+	pr, err := s.saveReplan(ctx, replan, raw, Summarize(next), changes)
 	if err != nil {
 		return nil, err
 	}
@@ -128,11 +129,17 @@ func planPriorState(file string) (stateMeta, error) {
 	return m, nil
 }
 
-// currentState reads the lineage and serial of the stack's state through
-// its backend. No state at all reads as no lineage and serial 0, as in a
-// plan made before the first apply.
+// currentState reads the lineage and serial of the stack's state: directly
+// where Keelson knows where it is (stateDirect), through its backend with
+// terraform state pull otherwise. No state at all reads as no lineage and
+// serial 0, as in a plan made before the first apply.
 func (s *session) currentState(ctx context.Context) (stateMeta, error) {
 	var m stateMeta
+	if doc, ok, err := s.stateDirect(ctx); err != nil {
+		return m, err
+	} else if ok {
+		return stateMeta{Lineage: doc.Lineage, Serial: doc.Serial}, nil
+	}
 	var out string
 	// The state can hold secrets: its text stays out of the log.
 	err := s.run(ctx, "state pull", io.Discard, func() (err error) {
@@ -193,14 +200,15 @@ func lineageError(name, key, planLineage, stateLineage string) error {
 // approvers saw, and the re-plan is what the gate shows next. The name is
 // the plan file's digest, so that two re-plans never share a key (a plan
 // file records its prior state and the time it was made).
-func (s *session) saveReplan(ctx context.Context, file string, raw []byte, sum Summary) (*PlanResult, error) {
+func (s *session) saveReplan(ctx context.Context, file string, raw []byte, sum Summary, changes bool) (*PlanResult, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("save re-plan of %s: %w", s.name, err)
 	}
 	digest := sha256.Sum256(b)
 	base := path.Join(s.st.Application, s.st.Version, s.st.Region, "replan-"+hex.EncodeToString(digest[:6]))
-	pr := &PlanResult{PlanKey: base + ".tfplan", JSONKey: base + ".json", Summary: sum}
+	pr := &PlanResult{PlanKey: base + ".tfplan", JSONKey: base + ".json", Summary: sum,
+		SHA256: hex.EncodeToString(digest[:]), Changes: changes}
 	if err := s.a.Artifacts.Put(ctx, pr.PlanKey, bytes.NewReader(b)); err != nil {
 		return nil, fmt.Errorf("save re-plan of %s: %w", s.name, err)
 	}
