@@ -21,8 +21,7 @@ approver=demo-approver   # one of the gate's approvers in infra/demo/release.yam
 say() { printf '\n==> %s\n' "$*"; }
 
 say "Building Keelson and starting the local stack"
-make --no-print-directory build
-make --no-print-directory up
+make --no-print-directory up # builds first
 
 phase() {
 	# The release's own phase is the first "phase" key; waves and regions follow.
@@ -90,7 +89,7 @@ demo_release() {
 			"$keelson" release status "$id" || true
 			return 1 ;;
 		esac
-		sleep 2
+		sleep 1
 	done
 
 	say "The release waits at the gate $gate for one of its approvers"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The lab's Prometheus (Debian's package, /usr/bin/prometheus; build.sh
 # installs it) on 127.0.0.1:9390 (KEELSON_PROMETHEUS_PORT): start | stop |
-# restart | status. It scrapes the traffic generator every 2s, so canary
-# analysis has the applications' request rates, errors and latencies. Its
+# restart | status. It scrapes the traffic generator every second, so canary
+# analysis has the applications' request rates, errors and latencies two
+# seconds after users reach a new version. Its
 # configuration is written into .cache/lab at every start and its data
 # stays in .cache/lab/prometheus. The package's own service (port 9090,
 # /etc/prometheus) is not this one and is not used.
@@ -13,9 +14,9 @@ write_config() {
 	cat >"$PROMETHEUS_CONFIG.tmp" <<-EOT
 		# Written by infra/lab/prometheus.sh at every start.
 		global:
-		  scrape_interval: 2s
-		  scrape_timeout: 2s
-		  evaluation_interval: 2s
+		  scrape_interval: 1s
+		  scrape_timeout: 1s
+		  evaluation_interval: 1s
 		scrape_configs:
 		  - job_name: keelson-traffic
 		    static_configs:
@@ -48,7 +49,7 @@ start() {
 		>>"$PROMETHEUS_LOG" 2>&1 </dev/null &
 	echo $! >"$PROMETHEUS_PID"
 	wait_ready prometheus "$PROMETHEUS_PID" "$PROMETHEUS_LOG" 60 http_ok "$PROMETHEUS_PORT" /-/ready || return 1
-	lab_log "prometheus serving on $PROMETHEUS_URL, scraping $TRAFFIC_URL every 2s (pid $(cat "$PROMETHEUS_PID"), data $PROMETHEUS_DATA, log $PROMETHEUS_LOG)"
+	lab_log "prometheus serving on $PROMETHEUS_URL, scraping $TRAFFIC_URL every second (pid $(cat "$PROMETHEUS_PID"), data $PROMETHEUS_DATA, log $PROMETHEUS_LOG)"
 }
 
 stop() {
