@@ -6,6 +6,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/keelson-dev/keelson/internal/benchfig"
 	"github.com/keelson-dev/keelson/workflows"
@@ -36,6 +38,7 @@ func TestSlackBenchApprovalLatency(t *testing.T) {
 	releases := slackEnvInt(t, "KEELSON_BENCH_RELEASES", 5)
 	waves := slackEnvInt(t, "KEELSON_BENCH_WAVES", 20)
 	e := newSlackEnv(t)
+	waitQuiet(t, e.lab, 2*time.Minute)
 	const channel = "CSLACKBENCH"
 	contexts := []string{"us-east-1", "eu-west-1", "ap-southeast-1"}
 
@@ -189,4 +192,32 @@ func slackEnvInt(t *testing.T, name string, def int) int {
 		t.Fatalf("%s=%q: want a positive number", name, v)
 	}
 	return n
+}
+
+// waitQuiet waits, up to max, until the lab runs no release, region or
+// lane: a measurement of latency started while the tests before it still
+// end their releases (a terminated release's activities stop at their next
+// heartbeat, lanes close after) would count their load as Keelson's. It
+// says how long it waited, or what still ran when it gave up.
+func waitQuiet(t *testing.T, l *lab, max time.Duration) {
+	t.Helper()
+	const query = "ExecutionStatus = 'Running' AND WorkflowType IN ('Release', 'RegionRollout', 'Lane', 'Train')"
+	start := time.Now()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		res, err := l.tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: query})
+		cancel()
+		if err != nil {
+			t.Fatalf("count running workflows: %v", err)
+		}
+		if res.GetCount() == 0 {
+			t.Logf("lab quiet after %s", time.Since(start).Round(100*time.Millisecond))
+			return
+		}
+		if time.Since(start) > max {
+			t.Logf("lab still runs %d releases, regions or lanes after %s; measuring anyway", res.GetCount(), max)
+			return
+		}
+		time.Sleep(time.Second)
+	}
 }

@@ -24,6 +24,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"gopkg.in/yaml.v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -142,6 +143,10 @@ func startSlackWorker(t *testing.T, l *lab, apiURL string, x workerExtra) *slack
 	}
 	w.start()
 	t.Cleanup(func() {
+		// Releases left running on this run's own task queue (a test that
+		// failed half-way) would wait there forever, for a worker that is
+		// gone, and count as load in every later measurement on the lab.
+		terminateQueue(t, l, slackTaskQueue)
 		w.stop()
 		if t.Failed() {
 			t.Logf("last lines of the Slack test worker's log %s:\n%s", w.logPath, w.tail(60))
@@ -575,4 +580,33 @@ func slackApprovalsIn(events []*historypb.HistoryEvent) int {
 		}
 	}
 	return n
+}
+
+// terminateQueue terminates the workflows still running on a task queue of
+// the tests' own.
+func terminateQueue(t *testing.T, l *lab, queue string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var token []byte
+	for {
+		res, err := l.tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query:         fmt.Sprintf("TaskQueue = '%s' AND ExecutionStatus = 'Running'", queue),
+			NextPageToken: token,
+		})
+		if err != nil {
+			t.Logf("list workflows left on %s: %v", queue, err)
+			return
+		}
+		for _, ex := range res.GetExecutions() {
+			id := ex.GetExecution().GetWorkflowId()
+			if err := l.tc.TerminateWorkflow(ctx, id, "", "test ended with it running on its own task queue"); err != nil {
+				t.Logf("terminate %s: %v", id, err)
+			} else {
+				t.Logf("terminated %s, left running on %s", id, queue)
+			}
+		}
+		if token = res.GetNextPageToken(); len(token) == 0 {
+			return
+		}
+	}
 }
