@@ -195,13 +195,14 @@ func slackEnvInt(t *testing.T, name string, def int) int {
 }
 
 // waitQuiet waits, up to max, until the lab runs no release, region or
-// lane: a measurement of latency started while the tests before it still
+// train: a measurement of latency started while the tests before it still
 // end their releases (a terminated release's activities stop at their next
-// heartbeat, lanes close after) would count their load as Keelson's. It
-// says how long it waited, or what still ran when it gave up.
+// heartbeat) would count their load as Keelson's. Idle lanes are left: they
+// wait on a timer for ten minutes and cost nothing meanwhile. It says how
+// long it waited, or what still ran when it gave up.
 func waitQuiet(t *testing.T, l *lab, max time.Duration) {
 	t.Helper()
-	const query = "ExecutionStatus = 'Running' AND WorkflowType IN ('Release', 'RegionRollout', 'Lane', 'Train')"
+	const query = "ExecutionStatus = 'Running' AND WorkflowType IN ('Release', 'RegionRollout', 'Train')"
 	start := time.Now()
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -215,7 +216,7 @@ func waitQuiet(t *testing.T, l *lab, max time.Duration) {
 			return
 		}
 		if time.Since(start) > max {
-			t.Logf("lab still runs %d releases, regions or lanes after %s; measuring anyway", res.GetCount(), max)
+			t.Logf("lab still runs %d releases, regions or trains after %s; measuring anyway", res.GetCount(), max)
 			return
 		}
 		time.Sleep(time.Second)
