@@ -478,10 +478,9 @@ func (s *session) apply(ctx context.Context, file string) error {
 
 // outputs returns the stack's outputs decoded from JSON. Sensitive outputs
 // are left out: they would land in workflow history, and whatever needs a
-// secret should read it from where Terraform put it.
-// They are read from the state where Keelson knows where it is
-// (stateDirect), as terraform output reads them; from terraform output
-// otherwise.
+// secret should read it from where Terraform put it. They are read from the
+// state where Keelson knows where it is (stateDirect), as terraform output
+// reads them, and from terraform output otherwise.
 func (s *session) outputs(ctx context.Context) (map[string]any, error) {
 	type output struct {
 		Value     json.RawMessage

@@ -166,8 +166,9 @@ func JSONKeyFor(st Stack) string {
 }
 
 // Plan runs init and plan -out in the region's working copy of the stack
-// (and validate when plan fails, to tell a wrong configuration), uploads the plan file and its full JSON to the artifact store, and
-// returns their keys with a summary small enough for workflow history.
+// (and validate when plan fails, to tell a wrong configuration), uploads
+// the plan file and its full JSON to the artifact store, and returns their
+// keys and digest with a summary small enough for workflow history.
 func (a *Activities) Plan(ctx context.Context, in PlanInput) (*PlanResult, error) {
 	s, err := a.open(ctx, in.Stack, "plan")
 	if err != nil {
