@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -43,13 +44,7 @@ func (s *session) initDigest() (string, error) {
 		return "", err
 	}
 	fmt.Fprintf(h, "bin %s %d %d\n", s.bin, fi.Size(), fi.ModTime().UnixNano())
-	for _, k := range slices.Sorted(func(yield func(string) bool) {
-		for k := range s.env {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, k := range slices.Sorted(maps.Keys(s.env)) {
 		fmt.Fprintf(h, "env %q=%q\n", k, s.env[k])
 	}
 	files := []string{filepath.Join(scratchDir, "backend.hcl")}
