@@ -53,6 +53,20 @@ start_region() {
 			  # controller manager Kubernetes' own node grace period (40s).
 			  nodeLeaseDurationSeconds: 20
 			  heartbeatFactor: 1
+			# One controller manager and one scheduler per cluster: nothing to
+			# elect. With an election, a process whose lease renewal times out
+			# (5s, under a loaded API server on a slow machine) exits for good,
+			# and no pod of that region is made or scheduled again until the
+			# cluster restarts: every later release there fails its readiness.
+			componentsPatches:
+			  - name: kube-controller-manager
+			    extraArgs:
+			      - key: leader-elect
+			        value: "false"
+			  - name: kube-scheduler
+			    extraArgs:
+			      - key: leader-elect
+			        value: "false"
 		EOT
 		# The stages replace kwok's default stages with ours (see the file).
 		"$LAB_BIN/kwokctl" --config "$STAGES" --config "$ports" create cluster --name "$region" \

@@ -56,17 +56,13 @@ start() {
 		return 1
 	fi
 	# Not through traffic(): a function in the background is a subshell,
-	# and the pid would be its, not the generator's. Users follow a new
-	# Route 53 weight within a second (--discover-every), as Prometheus
-	# scrapes them every second: a canary's first figures are there two
-	# seconds after its weight is set.
+	# and the pid would be its, not the generator's.
 	env "${LAB_AWS_ENV[@]}" setsid "$TRAFFIC_BIN" run \
 		--endpoint "$MOTO_URL" \
 		--zone "$LAB_ZONE" \
 		--kubeconfig "$LAB_KUBECONFIG" \
 		--listen "127.0.0.1:$TRAFFIC_PORT" \
 		--rps "$TRAFFIC_RPS" \
-		--discover-every 1s \
 		>>"$TRAFFIC_LOG" 2>&1 </dev/null &
 	echo $! >"$TRAFFIC_PID"
 	wait_ready "traffic generator" "$TRAFFIC_PID" "$TRAFFIC_LOG" 30 http_ok "$TRAFFIC_PORT" /healthz || return 1
