@@ -83,6 +83,10 @@ func TestReleaseOutlivesItsCheckout(t *testing.T) {
 	}
 	l.record(t, id, "release-bundled")
 	l.record(t, workflows.RegionID(id, "us-east-1"), "region-bundled")
+	// Since issue 12 the region's input carries the approved plan, which
+	// its Apply checks the saved plan file against.
+	l.record(t, id, "release-approved-plan")
+	l.record(t, workflows.RegionID(id, "us-east-1"), "region-approved-plan")
 	for _, r := range []string{"us-east-1", "eu-west-1", "ap-southeast-1"} {
 		if v := l.deployedVersion(t, r, app); v != "1.0.0" {
 			t.Errorf("%s runs %q, want 1.0.0", r, v)
