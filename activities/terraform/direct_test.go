@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -184,4 +185,39 @@ func TestReplacedPlanIsNotApplied(t *testing.T) {
 	require.True(t, res.Applied)
 	require.Contains(t, res.Summary.Added, "terraform_data.extra")
 	require.Equal(t, []string{"1.0.0"}, f.applies(v1))
+}
+
+// terraform-exec asks the binary for its version before init and show;
+// a working copy's second plan asks no more, and a binary replaced in
+// place is asked again. Counted from the processes themselves: a wrapper
+// records its arguments and runs the real Terraform.
+func TestVersionAskedOncePerWorkingCopy(t *testing.T) {
+	f := newFixture(t)
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	wrapper := filepath.Join(dir, "terraform")
+	script := "#!/bin/sh\necho \"$1\" >>" + calls + "\nexec " + terraformBin + " \"$@\"\n"
+	require.NoError(t, os.WriteFile(wrapper, []byte(script), 0o755))
+	f.a.Binary = wrapper
+	ran := func() []string {
+		t.Helper()
+		b, err := os.ReadFile(calls)
+		require.NoError(t, err)
+		require.NoError(t, os.Remove(calls))
+		return strings.Fields(string(b))
+	}
+
+	v1 := demoStack(t, "1.0.0")
+	f.mustApplyApproved(v1, f.mustPlan(v1))
+	require.Equal(t, []string{"version", "init", "plan", "show", "apply"}, ran())
+	v2 := demoStack(t, "1.1.0")
+	f.mustApplyApproved(v2, f.mustPlan(v2))
+	require.Equal(t, []string{"plan", "show", "apply"}, ran(), "the version is known")
+
+	// The same binary, changed: its version is asked again (and init runs,
+	// as the init digest has the binary's size and time too).
+	require.NoError(t, os.WriteFile(wrapper, []byte(script+"# changed\n"), 0o755))
+	v3 := demoStack(t, "1.2.0")
+	f.mustPlan(v3)
+	require.Equal(t, []string{"version", "init", "plan", "show"}, ran())
 }

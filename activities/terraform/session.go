@@ -55,9 +55,10 @@ type session struct {
 	log  *slog.Logger
 
 	// bin and env make another Terraform for a command run beside tf's
-	// (show beside apply).
-	bin string
-	env map[string]string
+	// (show beside apply); tfKey is where tf goes back to at close.
+	bin   string
+	env   map[string]string
+	tfKey string
 
 	stdout, stderr *lineLog
 
@@ -170,12 +171,23 @@ func (a *Activities) open(ctx context.Context, st Stack, op string) (_ *session,
 	return s, nil
 }
 
-// newTerraform makes a Terraform for the working copy, with the session's
-// binary and environment.
+// newTerraform is a Terraform for the working copy, with the session's
+// binary and environment: one kept from an earlier session (terraforms),
+// or a new one. It goes back with s.a.terraforms.put(s.tfKey, tf).
 func (s *session) newTerraform() (*tfexec.Terraform, error) {
-	tf, err := tfexec.NewTerraform(s.dir, s.bin)
-	if err != nil {
-		return nil, err
+	if s.tfKey == "" {
+		key, err := terraformKey(s.dir, s.bin)
+		if err != nil {
+			return nil, err
+		}
+		s.tfKey = key
+	}
+	tf := s.a.terraforms.take(s.tfKey)
+	if tf == nil {
+		var err error
+		if tf, err = tfexec.NewTerraform(s.dir, s.bin); err != nil {
+			return nil, err
+		}
 	}
 	if err := tf.SetEnv(s.env); err != nil {
 		return nil, fmt.Errorf("terraform activities: Env: %w", err)
@@ -187,6 +199,8 @@ func (s *session) newTerraform() (*tfexec.Terraform, error) {
 }
 
 func (s *session) close() {
+	// Back before the working copy is unlocked, for the session after.
+	s.a.terraforms.put(s.tfKey, s.tf)
 	if s.unlock != nil {
 		// Terraform has exited by now; a provisioner it started may not
 		// have (an interrupted one leaves its children running).
@@ -441,6 +455,7 @@ func (s *session) showAside(ctx context.Context, file string) func() (*tfjson.Pl
 		plan, err = tf.ShowPlanFile(ctx, file)
 		runtime.UnlockOSThread()
 		stderr.flush()
+		s.a.terraforms.put(s.tfKey, tf)
 		s.log.Info("terraform command finished", "command", "show", "duration", time.Since(start).Round(time.Millisecond), "ok", err == nil)
 	}()
 	return func() (*tfjson.Plan, error) {

@@ -68,6 +68,8 @@ type Activities struct {
 	Env map[string]string
 	// Logger receives Terraform's output line by line; slog.Default() when nil.
 	Logger *slog.Logger
+
+	terraforms terraforms
 }
 
 // Variables Keelson always sets from Stack, overriding Vars: every stack
