@@ -87,6 +87,10 @@ func TestReleaseOutlivesItsCheckout(t *testing.T) {
 	// its Apply checks the saved plan file against.
 	l.record(t, id, "release-approved-plan")
 	l.record(t, workflows.RegionID(id, "us-east-1"), "region-approved-plan")
+	// Since the ungated plans of issue 12, a wave without a gate plans
+	// without a show (PlanInput.Ungated), which its Apply runs instead.
+	l.record(t, id, "release-ungated-plan")
+	l.record(t, workflows.RegionID(id, "us-east-1"), "region-ungated-plan")
 	for _, r := range []string{"us-east-1", "eu-west-1", "ap-southeast-1"} {
 		if v := l.deployedVersion(t, r, app); v != "1.0.0" {
 			t.Errorf("%s runs %q, want 1.0.0", r, v)

@@ -305,7 +305,7 @@ func (r *releaseImpl) plan(ctx workflow.Context, wi int) (map[string]*terraform.
 	for i, name := range wave.Regions {
 		r.regions[name].Step = StepPlan
 		opts := longActivity(fmt.Sprintf("terraform plan %s (%s)", name, r.in.Version), 15*time.Minute)
-		futures[i] = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), tf.Plan, terraform.PlanInput{Stack: r.stack(name)})
+		futures[i] = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), tf.Plan, r.planInput(wi, name))
 	}
 	r.details(ctx)
 	var errs []error
@@ -318,7 +318,7 @@ func (r *releaseImpl) plan(ctx workflow.Context, wi int) (map[string]*terraform.
 			continue
 		}
 		plans[name] = &out
-		r.regions[name].Step = fmt.Sprintf("planned %s", summaryLine(out.Summary))
+		r.regions[name].Step = plannedStep(&out)
 	}
 	r.details(ctx)
 	return plans, errors.Join(errs...)
@@ -331,7 +331,7 @@ func (r *releaseImpl) planAll(ctx workflow.Context, wi int) (map[string]*terrafo
 	in := terraform.PlanAllInput{}
 	for _, name := range wave.Regions {
 		r.regions[name].Step = StepPlan
-		in.Inputs = append(in.Inputs, terraform.PlanInput{Stack: r.stack(name)})
+		in.Inputs = append(in.Inputs, r.planInput(wi, name))
 	}
 	r.details(ctx)
 	opts := longActivity(fmt.Sprintf("terraform plan %s (%s)", regionList(wave.Regions), r.in.Version), 15*time.Minute)
@@ -358,10 +358,26 @@ func (r *releaseImpl) planAll(ctx workflow.Context, wi int) (map[string]*terrafo
 			continue
 		}
 		plans[name] = o.Result
-		r.regions[name].Step = fmt.Sprintf("planned %s", summaryLine(o.Result.Summary))
+		r.regions[name].Step = plannedStep(o.Result)
 	}
 	r.details(ctx)
 	return plans, errors.Join(errs...)
+}
+
+// planInput asks for a region's plan. Only a wave with a gate shows its
+// plans before they apply: the plans of a wave without one are shown by
+// their apply, beside it (PlanInput.Ungated), and apply a show sooner.
+func (r *releaseImpl) planInput(wi int, region string) terraform.PlanInput {
+	return terraform.PlanInput{Stack: r.stack(region), Ungated: r.in.Spec.Waves[wi].Gate == nil}
+}
+
+// plannedStep is a planned region's step: with the plan's summary when it
+// was shown.
+func plannedStep(p *terraform.PlanResult) string {
+	if !p.Shown() {
+		return "planned"
+	}
+	return fmt.Sprintf("planned %s", summaryLine(p.Summary))
 }
 
 func (r *releaseImpl) stack(region string) terraform.Stack {

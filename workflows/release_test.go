@@ -67,6 +67,7 @@ type releaseSuite struct {
 	failReady  map[string]bool
 	// Plan returns planSummary (or planErr) and records the stacks planned.
 	plans       []terraform.Stack
+	ungated     map[string]bool // region -> PlanInput.Ungated
 	planSummary terraform.Summary
 	planErr     error
 	expect      []expectation
@@ -120,12 +121,14 @@ func (s *releaseSuite) SetupTest() {
 	var h *helm.Activities
 	var hc *health.Activities
 	s.plans = nil
+	s.ungated = map[string]bool{}
 	s.planSummary = terraform.Summary{Adds: 1, Destroys: 1, Added: []string{"terraform_data.release"}, Destroyed: []string{"terraform_data.release"}}
 	s.planErr = nil
 	plan := func(_ context.Context, in terraform.PlanInput) (*terraform.PlanResult, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.plans = append(s.plans, in.Stack)
+		s.ungated[in.Stack.Region] = in.Ungated
 		if s.planErr != nil {
 			return nil, s.planErr
 		}
@@ -421,6 +424,8 @@ func (s *releaseSuite) TestTerraformVarsMergeRegionOverRelease() {
 		s.Equal("/stacks/demo", st.Dir)
 	}
 	s.Equal(map[string]string{"us-east-1": "standard", "eu-west-1": "standard", "ap-southeast-1": "small"}, tiers)
+	// Only the gated wave's plans are shown before they apply.
+	s.Equal(map[string]bool{"us-east-1": true, "eu-west-1": false, "ap-southeast-1": false}, s.ungated)
 }
 
 func (s *releaseSuite) TestGateRejectedEndsTheReleaseCleanly() {

@@ -2,6 +2,7 @@ package terraform
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -9,7 +10,10 @@ import (
 	"sync"
 	"testing"
 
+	tfjson "github.com/hashicorp/terraform-json"
 	"github.com/stretchr/testify/require"
+
+	"github.com/keelson-dev/keelson/activities/artifacts"
 )
 
 // commandLog records the Terraform commands a fixture's activities run,
@@ -220,4 +224,78 @@ func TestVersionAskedOncePerWorkingCopy(t *testing.T) {
 	v3 := demoStack(t, "1.2.0")
 	f.mustPlan(v3)
 	require.Equal(t, []string{"version", "init", "plan", "show"}, ran())
+}
+
+// A plan nobody looks at before it applies (its wave has no gate) runs no
+// show: its apply shows it beside the apply, returns the same summary a
+// shown plan has, and keeps the same JSON in the artifact store.
+func TestUngatedPlanIsShownByItsApply(t *testing.T) {
+	f := newFixture(t)
+	cmds := withCommandLog(f)
+	v1 := demoStack(t, "1.0.0")
+	f.mustApplyApproved(v1, f.mustPlan(v1))
+	cmds.take()
+
+	// The reference: version 1.1.0 planned as a gated wave plans it, in
+	// another fixture's working copy from the same state.
+	v2 := demoStack(t, "1.1.0")
+	ref := newFixture(t)
+	ref.mustApplyApproved(v1, ref.mustPlan(v1))
+	shown := ref.mustPlan(v2)
+	require.True(t, shown.Shown())
+
+	p, err := f.planWith(PlanInput{Stack: v2, Ungated: true})
+	require.NoError(t, err)
+	require.Equal(t, []string{"plan"}, cmds.take())
+	require.False(t, p.Shown())
+	require.Empty(t, p.JSONKey)
+	require.Zero(t, p.Summary)
+	require.True(t, p.Changes)
+	require.Len(t, p.SHA256, 64)
+	_, err = f.store.Get(context.Background(), JSONKeyFor(v2))
+	require.ErrorIs(t, err, artifacts.ErrNotFound, "no JSON before the apply")
+
+	res := f.mustApplyApproved(v2, p)
+	require.ElementsMatch(t, []string{"apply", "show"}, cmds.take())
+	require.True(t, res.Applied)
+	require.Equal(t, shown.Summary, res.Summary)
+	require.NotZero(t, res.Summary.Adds)
+	var kept tfjson.Plan
+	require.NoError(t, json.Unmarshal(f.artifact(JSONKeyFor(v2)), &kept), "the plan kept as JSON")
+	require.Equal(t, res.Summary, Summarize(&kept))
+	require.Contains(t, string(f.artifact(JSONKeyFor(v2))), `"1.1.0"`)
+	require.Equal(t, []string{"1.0.0", "1.1.0"}, f.applies(v2))
+
+	// The digest is checked as for a shown plan.
+	changed := stackWith(t, "1.2.0", `resource "terraform_data" "extra" {}`)
+	p3, err := f.planWith(PlanInput{Stack: changed, Ungated: true})
+	require.NoError(t, err)
+	p3.SHA256 = shown.SHA256
+	_, err = f.applyApproved(changed, p3)
+	requireAppError(t, err, ErrPlanNotApproved)
+}
+
+// The plan kept as JSON is one JSON document, also when the first command
+// that needs Terraform's version is the show: a worker restarted on a
+// working copy already initialised skips init. terraform-exec writes the
+// version's answer where the show's output goes; it used to land in front
+// of the plan.
+func TestPlanJSONKeptWhole(t *testing.T) {
+	f := newFixture(t)
+	v1 := demoStack(t, "1.0.0")
+	f.mustApplyApproved(v1, f.mustPlan(v1))
+
+	restarted := &Activities{Binary: f.a.Binary, WorkDir: f.a.WorkDir, Artifacts: f.a.Artifacts, Logger: f.a.Logger}
+	f.env.RegisterActivity(restarted)
+	cmds := &commands{}
+	restarted.Logger = slog.New(&commandLog{rec: cmds, next: slog.NewTextHandler(t.Output(), nil)})
+	v2 := demoStack(t, "1.1.0")
+	v, err := f.env.ExecuteActivity(restarted.Plan, PlanInput{Stack: v2})
+	require.NoError(t, err)
+	var p PlanResult
+	require.NoError(t, v.Get(&p))
+	require.Equal(t, []string{"plan", "show"}, cmds.take(), "no init: the working copy is initialised")
+	var kept tfjson.Plan
+	require.NoError(t, json.Unmarshal(f.artifact(p.JSONKey), &kept))
+	require.Equal(t, p.Summary, Summarize(&kept))
 }

@@ -421,6 +421,9 @@ func (s *session) plan(ctx context.Context, file string) (bool, error) {
 // show reads a saved plan as JSON: parsed, and as Terraform wrote it for
 // the artifact store.
 func (s *session) show(ctx context.Context, file string) (*tfjson.Plan, []byte, error) {
+	if err := knowVersion(ctx, s.tf); err != nil {
+		return nil, nil, s.fail(ctx, "show plan", err)
+	}
 	var raw bytes.Buffer
 	var plan *tfjson.Plan
 	err := s.run(ctx, "show", &raw, func() (err error) {
@@ -435,16 +438,16 @@ func (s *session) show(ctx context.Context, file string) (*tfjson.Plan, []byte, 
 
 // showAside starts terraform show of a saved plan beside whatever the
 // session runs next (its own Terraform, its own output), and returns what
-// waits for it. Apply reads the approved plan this way while it applies
-// the same file: show only reads the plan file, and the summary is needed
-// only once the apply is done.
-func (s *session) showAside(ctx context.Context, file string) func() (*tfjson.Plan, error) {
+// waits for it: the plan, parsed and as Terraform wrote it. Apply reads the
+// approved plan this way while it applies the same file: show only reads
+// the plan file, and the summary is needed only once the apply is done.
+func (s *session) showAside(ctx context.Context, file string) func() (*tfjson.Plan, []byte, error) {
 	tf, err := s.newTerraform()
 	if err != nil {
-		return func() (*tfjson.Plan, error) { return nil, fmt.Errorf("show plan of %s: %w", s.name, err) }
+		return func() (*tfjson.Plan, []byte, error) { return nil, nil, fmt.Errorf("show plan of %s: %w", s.name, err) }
 	}
 	stderr := &lineLog{log: s.log, level: slog.LevelWarn}
-	tf.SetStdout(io.Discard)
+	var raw bytes.Buffer
 	tf.SetStderr(stderr)
 	var plan *tfjson.Plan
 	done := make(chan struct{})
@@ -452,19 +455,36 @@ func (s *session) showAside(ctx context.Context, file string) func() (*tfjson.Pl
 		defer close(done)
 		start := time.Now()
 		runtime.LockOSThread() // Pdeathsig, as in run
-		plan, err = tf.ShowPlanFile(ctx, file)
+		if err = knowVersion(ctx, tf); err == nil {
+			tf.SetStdout(&raw)
+			plan, err = tf.ShowPlanFile(ctx, file)
+		}
 		runtime.UnlockOSThread()
 		stderr.flush()
+		tf.SetStdout(io.Discard)
 		s.a.terraforms.put(s.tfKey, tf)
 		s.log.Info("terraform command finished", "command", "show", "duration", time.Since(start).Round(time.Millisecond), "ok", err == nil)
 	}()
-	return func() (*tfjson.Plan, error) {
+	return func() (*tfjson.Plan, []byte, error) {
 		<-done
 		if err != nil {
-			return nil, s.fail(ctx, "show plan", err)
+			return nil, nil, s.fail(ctx, "show plan", err)
 		}
-		return plan, nil
+		return plan, raw.Bytes(), nil
 	}
+}
+
+// knowVersion has tf ask Terraform's version now unless it knows it
+// (terraforms keeps what it learnt), with the answer discarded.
+// terraform-exec asks before the first show, and writes the answer to the
+// Terraform's stdout too, which for show is the plan's JSON: asked then, the
+// JSON kept in the artifact store would start with the version's.
+func knowVersion(ctx context.Context, tf *tfexec.Terraform) error {
+	tf.SetStdout(io.Discard)
+	if _, _, err := tf.Version(ctx, false); err != nil {
+		return fmt.Errorf("terraform version: %w", err)
+	}
+	return nil
 }
 
 func (s *session) apply(ctx context.Context, file string) error {

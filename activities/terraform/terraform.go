@@ -98,6 +98,12 @@ type Stack struct {
 // PlanInput asks for a plan saved for a later apply.
 type PlanInput struct {
 	Stack Stack `json:"stack"`
+	// Ungated says that nobody looks at this plan before it applies (its
+	// wave has no gate). Plan then runs no terraform show: the result has
+	// no summary and no JSONKey (Shown is false), and Apply shows the plan
+	// beside the apply, for the summary it returns and the JSON it keeps in
+	// the artifact store. Releases started before it leave it false.
+	Ungated bool `json:"ungated,omitempty"`
 }
 
 // Summary is a plan reduced to what a person approving it needs.
@@ -130,6 +136,11 @@ type PlanResult struct {
 	// or outputs (Summary counts resources only).
 	Changes bool `json:"changes,omitempty"`
 }
+
+// Shown reports whether the plan was shown when it was made: its Summary
+// and the JSON at JSONKey exist. An ungated plan (PlanInput.Ungated) is
+// shown by Apply.
+func (p *PlanResult) Shown() bool { return p != nil && p.JSONKey != "" }
 
 // ApplyInput applies a saved plan.
 type ApplyInput struct {
@@ -189,24 +200,26 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (*PlanResult, error
 		}
 		return nil, err
 	}
-	plan, raw, err := s.show(ctx, planFile)
-	if err != nil {
-		return nil, err
-	}
 	digest, err := fileSHA256(planFile)
 	if err != nil {
 		return nil, fmt.Errorf("plan of %s: %w", s.name, err)
 	}
-	res := &PlanResult{PlanKey: PlanKeyFor(in.Stack), JSONKey: JSONKeyFor(in.Stack), Summary: Summarize(plan),
-		SHA256: digest, Changes: changes}
+	res := &PlanResult{PlanKey: PlanKeyFor(in.Stack), SHA256: digest, Changes: changes}
+	if !in.Ungated {
+		plan, raw, err := s.show(ctx, planFile)
+		if err != nil {
+			return nil, err
+		}
+		res.JSONKey, res.Summary = JSONKeyFor(in.Stack), Summarize(plan)
+		if err := a.Artifacts.Put(ctx, res.JSONKey, bytes.NewReader(raw)); err != nil {
+			return nil, fmt.Errorf("upload plan JSON of %s: %w", s.name, err)
+		}
+	}
 	if err := s.upload(ctx, res.PlanKey, planFile); err != nil {
 		return nil, err
 	}
-	if err := a.Artifacts.Put(ctx, res.JSONKey, bytes.NewReader(raw)); err != nil {
-		return nil, fmt.Errorf("upload plan JSON of %s: %w", s.name, err)
-	}
-	s.log.Info("terraform plan saved", "plan", res.PlanKey, "adds", res.Summary.Adds,
-		"changes", res.Summary.Changes, "destroys", res.Summary.Destroys)
+	s.log.Info("terraform plan saved", "plan", res.PlanKey, "shown", res.Shown(), "changes", changes,
+		"adds", res.Summary.Adds, "changed", res.Summary.Changes, "destroys", res.Summary.Destroys)
 	return res, nil
 }
 
@@ -302,7 +315,8 @@ func (a *Activities) Apply(ctx context.Context, in ApplyInput) (*ApplyResult, er
 // approved returns what waits for the approved plan's summary, and whether
 // applying it changes anything. A release that passed the approved plan
 // has them already, once the saved file is checked to be that plan; an
-// older one's are read with terraform show, beside the apply.
+// older one's are read with terraform show, beside the apply, and so are
+// an ungated plan's, whose JSON is then kept in the artifact store.
 func (s *session) approved(ctx context.Context, saved string, in ApplyInput) (func() (Summary, bool, error), error) {
 	if a := in.Approved; a != nil && a.SHA256 != "" {
 		digest, err := fileSHA256(saved)
@@ -317,13 +331,23 @@ func (s *session) approved(ctx context.Context, saved string, in ApplyInput) (fu
 					"in the artifact store after the approval; not applied", s.name, in.PlanKey, digest, a.SHA256),
 				ErrPlanNotApproved, nil)
 		}
-		return func() (Summary, bool, error) { return a.Summary, a.Changes, nil }, nil
+		if a.Shown() {
+			return func() (Summary, bool, error) { return a.Summary, a.Changes, nil }, nil
+		}
 	}
 	wait := s.showAside(ctx, saved)
 	return func() (Summary, bool, error) {
-		plan, err := wait()
+		plan, raw, err := wait()
 		if err != nil {
 			return Summary{}, false, err
+		}
+		if in.Approved != nil && !in.Approved.Shown() {
+			// An ungated plan is kept as JSON now, as a gated one was
+			// when it was made.
+			key := JSONKeyFor(s.st)
+			if err := s.a.Artifacts.Put(ctx, key, bytes.NewReader(raw)); err != nil {
+				return Summary{}, false, fmt.Errorf("upload plan JSON of %s: %w", s.name, err)
+			}
 		}
 		return Summarize(plan), hasChanges(plan), nil
 	}, nil

@@ -114,8 +114,14 @@ func demoStack(t testing.TB, version string) Stack {
 
 func (f *fixture) plan(st Stack) (*PlanResult, error) {
 	f.t.Helper()
+	return f.planWith(PlanInput{Stack: st})
+}
+
+func (f *fixture) planWith(in PlanInput) (*PlanResult, error) {
+	f.t.Helper()
+	st := in.Stack
 	start := time.Now()
-	v, err := f.env.ExecuteActivity(f.a.Plan, PlanInput{Stack: st})
+	v, err := f.env.ExecuteActivity(f.a.Plan, in)
 	f.t.Logf("plan %s %s took %v", st.Region, st.Version, time.Since(start).Round(time.Millisecond))
 	if err != nil {
 		return nil, err
