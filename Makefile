@@ -13,7 +13,7 @@ VERSION   ?= 1.0.0
 # Every package but the end-to-end tests, which need the running lab.
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/integration')
 
-.PHONY: build lab-build up down status clean-lab demo test test-unit test-integration lint bench bench-micro bench-slack bench-helm-memory figures-progressive figures-history figures-codec
+.PHONY: build lab-build up down status clean-lab demo test test-unit test-integration lint bench bench-cold-build bench-micro bench-slack bench-helm-memory figures-progressive figures-history figures-codec
 
 build: ## the CLI (bin/keelson), the worker (bin/keelson-worker), the lab's traffic generator (bin/keelson-traffic) and codec proxy (bin/keelson-codec-proxy)
 	$(GO) build -o bin/keelson ./starter
@@ -105,6 +105,11 @@ bench-slack:
 # says what it measures and how to compare two runs).
 bench: build ## performance figures against the tools Keelson drives, on the running lab
 	bench/run.sh
+
+# The local stack's binaries built from an empty Go build cache, timed
+# (no lab needed; bench/cold-build.sh).
+bench-cold-build:
+	bench/cold-build.sh
 
 # Go's micro-benchmarks of the packages (no lab).
 bench-micro:
