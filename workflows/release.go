@@ -367,6 +367,10 @@ func (r *releaseImpl) planAll(ctx workflow.Context, wi int) (map[string]*terrafo
 // planInput asks for a region's plan. Only a wave with a gate shows its
 // plans before they apply: the plans of a wave without one are shown by
 // their apply, beside it (PlanInput.Ungated), and apply a show sooner.
+//
+// No change ID: only the activity's input changes, which replay does not
+// compare, and a release started before keeps working either way (Apply
+// shows a plan that was not shown; docs/versioning.md).
 func (r *releaseImpl) planInput(wi int, region string) terraform.PlanInput {
 	return terraform.PlanInput{Stack: r.stack(region), Ungated: r.in.Spec.Waves[wi].Gate == nil}
 }

@@ -11,8 +11,8 @@ import (
 // terraforms keeps the tfexec.Terraform values of each working copy from
 // one activity to the next. terraform-exec runs `terraform version -json`
 // once per value before the first command whose flags depend on the
-// version (init, show, plan -json): a process of about 40 ms, which every
-// Plan paid again for a fresh value. A kept value knows its version. It is
+// version (init, show): a process of about 40 ms, which every Plan paid
+// again for a fresh value. A kept value knows its version. It is
 // kept under its working copy, binary, and the binary's size and
 // modification time, so a binary replaced in place is asked again.
 type terraforms struct {
