@@ -15,11 +15,16 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v '/integration')
 
 .PHONY: build lab-build up down status clean-lab demo test test-unit test-integration lint bench bench-cold-build bench-micro bench-slack bench-helm-memory figures-progressive figures-history figures-codec
 
+# Keelson's commands are stripped as the container image's are (Dockerfile):
+# the linker writes the worker in 7 s instead of 12, on the cold build's
+# path. `make build LDFLAGS=` keeps the symbols and DWARF for a debugger.
+LDFLAGS ?= -s -w
+
 build: ## the CLI (bin/keelson), the worker (bin/keelson-worker), the lab's traffic generator (bin/keelson-traffic) and codec proxy (bin/keelson-codec-proxy)
-	$(GO) build -o bin/keelson ./starter
-	$(GO) build -o bin/keelson-worker ./worker
-	$(GO) build -o bin/keelson-traffic ./infra/trafficgen
-	$(GO) build -o bin/keelson-codec-proxy ./infra/codecproxy
+	$(GO) build -ldflags='$(LDFLAGS)' -o bin/keelson ./starter
+	$(GO) build -ldflags='$(LDFLAGS)' -o bin/keelson-worker ./worker
+	$(GO) build -ldflags='$(LDFLAGS)' -o bin/keelson-traffic ./infra/trafficgen
+	$(GO) build -ldflags='$(LDFLAGS)' -o bin/keelson-codec-proxy ./infra/codecproxy
 
 lab-build: ## the local stack's binaries, once, into .cache/lab/bin
 	$(LAB)/build.sh $(LAB_BIN)

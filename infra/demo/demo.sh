@@ -109,8 +109,11 @@ demo_release() {
 
 # A canary needs a stable version to compare with and to send users back to;
 # a first install goes all at once. On a fresh lab the demo installs 0.9.0
-# first, so that the release asked for shows its canary.
-if ! helm --kubeconfig "$LAB_KUBECONFIG" --kube-context us-east-1 -n demo status demo >/dev/null 2>&1; then
+# first, so that the release asked for shows its canary; so it does where
+# a first install was rolled back, which uninstalls it and keeps its
+# history (helm status then answers "uninstalled", and exits 0).
+if ! helm --kubeconfig "$LAB_KUBECONFIG" --kube-context us-east-1 -n demo status demo -o json 2>/dev/null |
+	grep -q '"status":"deployed"'; then
 	say "demo is not installed yet: installing 0.9.0 first (a first install goes all at once)"
 	demo_release 0.9.0 || { where_to_look; exit 1; }
 fi

@@ -31,58 +31,6 @@ build() {
 # linker writes them in half the time.
 ldflags='-s -w'
 
-# One build at a time: from an empty cache on two cores, the seven
-# cluster commands below took 413 s and the Temporal CLI 210 s alone, but
-# 812 s when built side by side.
-#
-# The Temporal CLI comes from the module tools/temporal, which pins it
-# (v1.5.1: v1.6+ carries a replace directive) with the server and Web UI
-# server it embeds: the prod topology (infra/prod/build.sh) builds those
-# from the same module and finds their packages compiled (12 s instead of
-# about 9 minutes from an empty cache).
-build temporal bash -c "cd '$here/tools/temporal' && go build -ldflags='$ldflags' -o '$bin/temporal' github.com/temporalio/cli/cmd/temporal"
-
-# The clusters' commands come from one module (tools/cluster) and one `go
-# build`, so the Kubernetes libraries they share compile once: etcd, the
-# control plane, kubectl (kwokctl runs it to check a cluster, and would
-# otherwise try to download it; people use it to look at the lab), kwok
-# and kwokctl. Only the missing ones are built.
-declare -A cluster_pkgs=(
-	[etcd]=./etcd
-	[kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver
-	[kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
-	[kube-scheduler]=k8s.io/kubernetes/cmd/kube-scheduler
-	[kubectl]=k8s.io/kubernetes/cmd/kubectl
-	[kwok]=sigs.k8s.io/kwok/cmd/kwok
-	[kwokctl]=sigs.k8s.io/kwok/cmd/kwokctl
-)
-missing=() pkgs=()
-for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl; do
-	if [ -x "$bin/$name" ]; then
-		echo "lab: $name already built"
-	else
-		missing+=("$name") pkgs+=("${cluster_pkgs[$name]}")
-	fi
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	echo "lab: building ${missing[*]} ..."
-	start=$(date +%s)
-	(cd "$here/tools/cluster" && go build -ldflags="$ldflags" -o "$bin/" "${pkgs[@]}")
-	echo "lab: built ${missing[*]} in $(( $(date +%s) - start ))s"
-fi
-
-# The helm CLI, for `helm history` next to what Keelson did: a tool of
-# Keelson's own module (go.mod), so it is the Helm Keelson links, and its
-# packages are mostly compiled already by `make build`.
-build helm bash -c "cd '$root' && go build -ldflags='$ldflags' -o '$bin/helm' helm.sh/helm/v3/cmd/helm"
-
-# Terraform is installed on these machines; build one only where it is not.
-if command -v terraform >/dev/null 2>&1; then
-	echo "lab: terraform found at $(command -v terraform)"
-else
-	build terraform env GOBIN="$bin" go install "github.com/hashicorp/terraform@$TERRAFORM_VERSION"
-fi
-
 # apt_install PKG...: Debian packages, with sudo when not root. No apt-get
 # update unless the install needs it: the package lists of a fresh machine
 # may be enough, and an update is slow.
@@ -117,35 +65,136 @@ install_prometheus() {
 	[ -z "$made_policy" ] || "${sudo[@]}" rm -f "$policy"
 	return $rc
 }
-if [ -x /usr/bin/prometheus ]; then
-	echo "lab: prometheus found at /usr/bin/prometheus"
+# install_packages: Prometheus, Chromium and playwright-core, where missing.
+install_packages() {
+	if [ -x /usr/bin/prometheus ]; then
+		echo "lab: prometheus found at /usr/bin/prometheus"
+	else
+		echo "lab: installing Debian's prometheus package ..."
+		install_prometheus
+	fi
+
+	# The Web UI's browser test (integration/webui_test.go): Debian's chromium,
+	# driven by playwright-core from npm with Chromium's own executable (it
+	# never downloads a browser). node and npm are on these machines; Debian's
+	# are installed only where they are missing.
+	webui_pkgs=()
+	[ -x /usr/bin/chromium ] || webui_pkgs+=(chromium)
+	command -v node >/dev/null 2>&1 || webui_pkgs+=(nodejs)
+	command -v npm >/dev/null 2>&1 || webui_pkgs+=(npm)
+	if [ ${#webui_pkgs[@]} -eq 0 ]; then
+		echo "lab: chromium found at /usr/bin/chromium, node at $(command -v node)"
+	else
+		echo "lab: installing Debian's ${webui_pkgs[*]} ..."
+		apt_install "${webui_pkgs[@]}"
+	fi
+	# playwright-core, pinned by integration/webui/package-lock.json, into
+	# integration/webui/node_modules; again only when the lock file changed.
+	webui=$root/integration/webui
+	if [ -f "$webui/node_modules/.package-lock.json" ] && [ "$webui/node_modules/.package-lock.json" -nt "$webui/package-lock.json" ]; then
+		echo "lab: playwright-core already installed in $webui/node_modules"
+	else
+		echo "lab: npm ci in $webui ..."
+		(cd "$webui" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+	fi
+}
+
+# Debian's packages and npm's install while Go compiles: on a new machine
+# they take about 20 s, mostly waiting on the disk and the network. Their
+# output is kept aside and printed when they are done. Only where no
+# password can be asked for (root, or sudo that needs none): a prompt
+# needs the terminal, so elsewhere they install in the foreground.
+packages_log=$(mktemp "${TMPDIR:-/tmp}/keelson-lab-packages.XXXXXX")
+packages_pid=
+# A failed build still waits for the installs: dpkg stopped half-way would
+# leave the machine's packages broken.
+trap '[ -z "$packages_pid" ] || wait "$packages_pid" 2>/dev/null; rm -f "$packages_log"' EXIT
+if [ "$(id -u)" -eq 0 ] || sudo -n true 2>/dev/null; then
+	install_packages >"$packages_log" 2>&1 &
+	packages_pid=$!
 else
-	echo "lab: installing Debian's prometheus package ..."
-	install_prometheus
+	install_packages
 fi
 
-# The Web UI's browser test (integration/webui_test.go): Debian's chromium,
-# driven by playwright-core from npm with Chromium's own executable (it
-# never downloads a browser). node and npm are on these machines; Debian's
-# are installed only where they are missing.
-webui_pkgs=()
-[ -x /usr/bin/chromium ] || webui_pkgs+=(chromium)
-command -v node >/dev/null 2>&1 || webui_pkgs+=(nodejs)
-command -v npm >/dev/null 2>&1 || webui_pkgs+=(npm)
-if [ ${#webui_pkgs[@]} -eq 0 ]; then
-	echo "lab: chromium found at /usr/bin/chromium, node at $(command -v node)"
-else
-	echo "lab: installing Debian's ${webui_pkgs[*]} ..."
-	apt_install "${webui_pkgs[@]}"
+# One Go build at a time: from an empty cache on two cores, the seven
+# cluster commands below took 413 s and the Temporal CLI 210 s alone, but
+# 812 s when built side by side (measured again with the commands compiled
+# without inlining: 442 s one after the other, 483 s side by side, with
+# 9 % more CPU).
+#
+# The Temporal CLI comes from the module tools/temporal, which pins it
+# (v1.5.1: v1.6+ carries a replace directive) with the server and Web UI
+# server it embeds: the prod topology (infra/prod/build.sh) builds those
+# from the same module and finds their packages compiled (12 s instead of
+# about 9 minutes from an empty cache).
+# tools/temporal/gcflags.sh says which of its packages compile without
+# inlining, for both topologies.
+source "$here/tools/temporal/gcflags.sh"
+temporal_cli() {
+	(cd "$here/tools/temporal" && go build "${temporal_gcflags[@]}" -ldflags="$ldflags" -o "$bin/temporal" github.com/temporalio/cli/cmd/temporal)
+}
+build temporal temporal_cli
+
+# The clusters' commands come from one module (tools/cluster) and one `go
+# build`, so the Kubernetes libraries they share compile once: etcd, the
+# control plane, kubectl (kwokctl runs it to check a cluster, and would
+# otherwise try to download it; people use it to look at the lab), kwok
+# and kwokctl. Only the missing ones are built.
+declare -A cluster_pkgs=(
+	[etcd]=./etcd
+	[kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver
+	[kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
+	[kube-scheduler]=k8s.io/kubernetes/cmd/kube-scheduler
+	[kubectl]=k8s.io/kubernetes/cmd/kubectl
+	[kwok]=sigs.k8s.io/kwok/cmd/kwok
+	[kwokctl]=sigs.k8s.io/kwok/cmd/kwokctl
+)
+# Compiled without inlining (-l), all but the standard library: the
+# compiler then does about 27 % less work on these 2,900 packages (from an
+# empty cache on two cores, 554 s of compile time instead of 761 s, and the
+# step 302 s instead of 419 s, bench/cold-build.sh), which is what keeps the
+# cold build of the local stack under 10 minutes. What it costs is CPU in
+# the lab's control planes, which idle in every test and figure (the
+# Temporal dev server is what limits the lab, and it is built as released).
+# The standard library keeps its usual flags so that it is compiled once
+# for every build of the stack, and shared with Keelson's.
+cluster_gcflags=(-gcflags=all=-l -gcflags=std=)
+missing=() pkgs=()
+for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl; do
+	if [ -x "$bin/$name" ]; then
+		echo "lab: $name already built"
+	else
+		missing+=("$name") pkgs+=("${cluster_pkgs[$name]}")
+	fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "lab: building ${missing[*]} ..."
+	start=$(date +%s)
+	(cd "$here/tools/cluster" && go build "${cluster_gcflags[@]}" -ldflags="$ldflags" -o "$bin/" "${pkgs[@]}")
+	echo "lab: built ${missing[*]} in $(( $(date +%s) - start ))s"
 fi
-# playwright-core, pinned by integration/webui/package-lock.json, into
-# integration/webui/node_modules; again only when the lock file changed.
-webui=$root/integration/webui
-if [ -f "$webui/node_modules/.package-lock.json" ] && [ "$webui/node_modules/.package-lock.json" -nt "$webui/package-lock.json" ]; then
-	echo "lab: playwright-core already installed in $webui/node_modules"
+
+# The helm CLI, for `helm history` next to what Keelson did: a tool of
+# Keelson's own module (go.mod), so it is the Helm Keelson links, and its
+# packages are mostly compiled already by `make build`.
+build helm bash -c "cd '$root' && go build -ldflags='$ldflags' -o '$bin/helm' helm.sh/helm/v3/cmd/helm"
+
+# Terraform is installed on these machines; build one only where it is not.
+if command -v terraform >/dev/null 2>&1; then
+	echo "lab: terraform found at $(command -v terraform)"
 else
-	echo "lab: npm ci in $webui ..."
-	(cd "$webui" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+	build terraform env GOBIN="$bin" go install "github.com/hashicorp/terraform@$TERRAFORM_VERSION"
+fi
+
+if [ -n "$packages_pid" ]; then
+	rc=0
+	wait "$packages_pid" || rc=$?
+	packages_pid=
+	cat "$packages_log"
+	if [ $rc -ne 0 ]; then
+		echo "lab: installing Debian's or npm's packages failed (exit $rc); its output is above" >&2
+		exit $rc
+	fi
 fi
 
 echo "lab: all binaries in $bin ($(( $(date +%s) - total_start ))s)"

@@ -45,6 +45,20 @@ setup() {
 	lab_log "zone $LAB_ZONE, records and alarms of $LAB_APPS set up in $MOTO_URL"
 }
 
+# scraped_since UNIX: Prometheus's last successful scrape of the generator
+# is from UNIX or later (a sample from before the lab stopped does not count).
+scraped_since() {
+	local body
+	body=$(
+		exec 2>/dev/null
+		exec 3<>"/dev/tcp/127.0.0.1/$PROMETHEUS_PORT" || exit 1
+		# timestamp(up{job="keelson-traffic"} == 1) >= UNIX, URL-encoded
+		printf 'GET /api/v1/query?query=timestamp%%28up%%7Bjob%%3D%%22keelson-traffic%%22%%7D%%3D%%3D1%%29%%3E%%3D%s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$1" >&3
+		cat <&3
+	) || return 1
+	[[ $body == *'"result":[{'* ]]
+}
+
 start() {
 	need_traffic_bin
 	if pid_alive "$TRAFFIC_PID"; then
@@ -66,6 +80,17 @@ start() {
 		>>"$TRAFFIC_LOG" 2>&1 </dev/null &
 	echo $! >"$TRAFFIC_PID"
 	wait_ready "traffic generator" "$TRAFFIC_PID" "$TRAFFIC_LOG" 30 http_ok "$TRAFFIC_PORT" /healthz || return 1
+	# The lab is up when a release's analysis finds figures: right after a
+	# start, Prometheus had not scraped the generator for the first seconds
+	# (the demo's canary from a stopped lab found no data three times in a
+	# row and paused), so wait for a scrape that succeeded since this start.
+	if pid_alive "$PROMETHEUS_PID"; then
+		local since; since=$(date +%s)
+		wait_ready "traffic generator" "$TRAFFIC_PID" "$TRAFFIC_LOG" 30 scraped_since "$since" || {
+			echo "lab: Prometheus ($PROMETHEUS_URL) has not scraped the traffic generator within 30s; see $LAB_DIR/prometheus.log" >&2
+			return 1
+		}
+	fi
 	lab_log "traffic generator serving on $TRAFFIC_URL, $TRAFFIC_RPS requests/s per application and region (pid $(cat "$TRAFFIC_PID"), log $TRAFFIC_LOG)"
 }
 

@@ -36,9 +36,12 @@ build() {
 	echo "prod: built $name in $(( $(date +%s) - start ))s"
 }
 
-# gobuild OUT PKG: one command of the tools module, stripped like the lab's.
+# gobuild OUT PKG: one command of the tools module, stripped and compiled
+# like the lab's (tools/temporal/gcflags.sh), so that the packages the lab
+# compiled are found in the build cache.
+source "$tools/gcflags.sh"
 gobuild() {
-	(cd "$tools" && go build -ldflags='-s -w' -o "$bin/$1" "$2")
+	(cd "$tools" && go build "${temporal_gcflags[@]}" -ldflags='-s -w' -o "$bin/$1" "$2")
 }
 
 server_version=$(cd "$tools" && go list -m -f '{{.Version}}' go.temporal.io/server)
@@ -125,7 +128,7 @@ if [ -x "$lab_bin/temporal" ]; then
 else
 	mkdir -p "$lab_bin"
 	echo "prod: building the lab's temporal CLI ..."
-	(cd "$tools" && go build -ldflags='-s -w' -o "$lab_bin/temporal" github.com/temporalio/cli/cmd/temporal)
+	(cd "$tools" && go build "${temporal_gcflags[@]}" -ldflags='-s -w' -o "$lab_bin/temporal" github.com/temporalio/cli/cmd/temporal)
 fi
 
 echo "prod: all binaries in $bin ($(( $(date +%s) - total_start ))s)"

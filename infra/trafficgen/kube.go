@@ -93,7 +93,7 @@ func contexts(path string) ([]string, error) {
 // ready says why in Problem; one whose cluster cannot be asked (its API
 // server is down) has no version either.
 func (c *clusters) observe(ctx context.Context, region string, s *Side) {
-	s.Version, s.Ready, s.Problem = "", false, ""
+	s.Version, s.Ready, s.Problem, s.Absent = "", false, "", false
 	cs, err := c.client(region)
 	if err != nil {
 		s.Problem = err.Error()
@@ -116,6 +116,7 @@ func (c *clusters) observe(ctx context.Context, region string, s *Side) {
 	}
 	switch {
 	case len(deps.Items) == 0:
+		s.Absent = true
 		s.Problem = fmt.Sprintf("no Deployment labelled %s=%s in %s/%s", labelInstance, s.Release, region, s.Namespace)
 	case !s.Ready:
 		s.Problem = "no ready pods"

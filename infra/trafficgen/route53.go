@@ -50,6 +50,11 @@ type Side struct {
 	Version string `json:"version"`           // "" when no Deployment of the release was found
 	Ready   bool   `json:"ready"`             // a Deployment of the release has ready pods
 	Problem string `json:"problem,omitempty"` // why the side is not ready
+	// Absent: the cluster answered, and holds no Deployment of the release
+	// (never installed, or uninstalled). Nobody uses what was never
+	// deployed, so such a side gets no requests (see tick); a cluster that
+	// cannot be asked is an outage, and its side answers 503.
+	Absent bool `json:"absent,omitempty"`
 }
 
 // r53 reads and writes the lab's zone.

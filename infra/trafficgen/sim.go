@@ -176,6 +176,13 @@ func (g *generator) tick() {
 			side *Side
 			n    int
 		}{{&st.Stable, stable}, {&st.Canary, canary}} {
+			if c.side.Absent {
+				// The lab's records exist before anything is installed:
+				// requests to an application nobody deployed would be
+				// failures no release caused, and a release's first
+				// install would find them in its checks' rate window.
+				continue
+			}
 			for range c.n {
 				o := respond(*c.side, st.seq[c.side.Name], rand.Float64())
 				st.seq[c.side.Name]++

@@ -94,3 +94,38 @@ func TestVersionFromLabel(t *testing.T) {
 		}
 	}
 }
+
+// TestTickSendsNothingToAnAbsentSide: a side whose cluster holds no
+// Deployment of its release gets no requests, where one whose pods are not
+// ready, or whose cluster cannot be asked, gets 503s; a release's first
+// install must not find failures from before it existed in its checks.
+func TestTickSendsNothingToAnAbsentSide(t *testing.T) {
+	side := func(s Side) Side { s.Name, s.Weight = sideStable, 100; return s }
+	targets := map[string]Side{
+		"absent":      side(Side{Absent: true, Problem: "no Deployment labelled app.kubernetes.io/instance=absent in us-east-1/absent"}),
+		"unready":     side(Side{Version: "1.1.0", Problem: "no ready pods"}),
+		"unreachable": side(Side{Problem: "list deployments of unreachable in us-east-1/unreachable: connection refused"}),
+		"healthy":     side(Side{Version: "1.1.0", Ready: true}),
+	}
+	g := &generator{metrics: newMetrics(), rps: 20, targets: map[string]*targetState{}}
+	for app, s := range targets {
+		tg := Target{Application: app, Region: "us-east-1", Stable: s, Canary: Side{Name: sideCanary}}
+		g.targets[tg.Key()] = &targetState{Target: tg, seq: map[string]uint64{}, probes: map[string]uint64{}}
+	}
+	g.tick()
+	period := g.metrics.takePeriod()
+	for app, want := range map[string]cwSums{
+		"absent":      {},
+		"unready":     {requests: 20, errors: 20},
+		"unreachable": {requests: 20, errors: 20},
+		"healthy":     {requests: 20},
+	} {
+		got := period[cwKey{app, "us-east-1", sideStable}]
+		if got == nil {
+			got = &cwSums{}
+		}
+		if got.requests != want.requests || got.errors != want.errors {
+			t.Errorf("%s: %d requests, %d failed; want %d, %d", app, got.requests, got.errors, want.requests, want.errors)
+		}
+	}
+}
