@@ -50,9 +50,10 @@ func TestFailoverMovesAShareAndRestoreBringsItBack(t *testing.T) {
 			doc["regions"] = []any{region(doc, "us-east-1"), region(doc, "eu-west-1")}
 			doc["waves"] = []any{
 				// The first region bakes longer than the check's 10s rate
-				// window: the traffic generator's requests before the stable
-				// side existed (5xx) are then out of the window when the
-				// failover watch first judges it.
+				// window, so that the failover watch's first sample already
+				// covers a whole window of the version it installed (the
+				// traffic generator sends nothing to a side before it is
+				// deployed).
 				map[string]any{"name": "first", "regions": []any{"us-east-1"}, "bake": "15s"},
 				map[string]any{"name": "second", "regions": []any{"eu-west-1"}, "bake": bake},
 			}

@@ -99,23 +99,6 @@ install_packages() {
 	fi
 }
 
-# Debian's packages and npm's install while Go compiles: on a new machine
-# they take about 20 s, mostly waiting on the disk and the network. Their
-# output is kept aside and printed when they are done. Only where no
-# password can be asked for (root, or sudo that needs none): a prompt
-# needs the terminal, so elsewhere they install in the foreground.
-packages_log=$(mktemp "${TMPDIR:-/tmp}/keelson-lab-packages.XXXXXX")
-packages_pid=
-# A failed build still waits for the installs: dpkg stopped half-way would
-# leave the machine's packages broken.
-trap '[ -z "$packages_pid" ] || wait "$packages_pid" 2>/dev/null; rm -f "$packages_log"' EXIT
-if [ "$(id -u)" -eq 0 ] || sudo -n true 2>/dev/null; then
-	install_packages >"$packages_log" 2>&1 &
-	packages_pid=$!
-else
-	install_packages
-fi
-
 # One Go build at a time: from an empty cache on two cores, the seven
 # cluster commands below took 413 s and the Temporal CLI 210 s alone, but
 # 812 s when built side by side (measured again with the commands compiled
@@ -150,14 +133,14 @@ declare -A cluster_pkgs=(
 	[kwokctl]=sigs.k8s.io/kwok/cmd/kwokctl
 )
 # Compiled without inlining (-l), all but the standard library: the
-# compiler then does about 27 % less work on these 2,900 packages (from an
-# empty cache on two cores, 554 s of compile time instead of 761 s, and the
-# step 302 s instead of 419 s, bench/cold-build.sh), which is what keeps the
-# cold build of the local stack under 10 minutes. What it costs is CPU in
-# the lab's control planes, which idle in every test and figure (the
-# Temporal dev server is what limits the lab, and it is built as released).
-# The standard library keeps its usual flags so that it is compiled once
-# for every build of the stack, and shared with Keelson's.
+# compiler then does 27 % less work on these 2,900 packages (from an empty
+# cache on two cores, 554 s of compile time instead of 761 s, and this step
+# 302 s instead of 419 s, measured back to back), the largest part of the
+# cold build of the local stack. What it costs is CPU in the lab's control
+# planes, which idle in every test and figure (the Temporal dev server is
+# what limits the lab, and it keeps the compiler's defaults). The standard
+# library keeps its usual flags so that it is compiled once for every build
+# of the stack, and shared with Keelson's.
 cluster_gcflags=(-gcflags=all=-l -gcflags=std=)
 missing=() pkgs=()
 for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl; do
@@ -186,15 +169,9 @@ else
 	build terraform env GOBIN="$bin" go install "github.com/hashicorp/terraform@$TERRAFORM_VERSION"
 fi
 
-if [ -n "$packages_pid" ]; then
-	rc=0
-	wait "$packages_pid" || rc=$?
-	packages_pid=
-	cat "$packages_log"
-	if [ $rc -ne 0 ]; then
-		echo "lab: installing Debian's or npm's packages failed (exit $rc); its output is above" >&2
-		exit $rc
-	fi
-fi
+# Debian's packages and npm's, where missing. Installed while Go compiled,
+# they took as long again from the compiler (dpkg unpacks 400 MB of
+# Chromium): no gain, so after.
+install_packages
 
 echo "lab: all binaries in $bin ($(( $(date +%s) - total_start ))s)"
