@@ -31,74 +31,6 @@ build() {
 # linker writes them in half the time.
 ldflags='-s -w'
 
-# apt_install PKG...: Debian packages, with sudo when not root. No apt-get
-# update unless the install needs it: the package lists of a fresh machine
-# may be enough, and an update is slow.
-apt_install() {
-	local sudo=()
-	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" || {
-		"${sudo[@]}" apt-get update &&
-			"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
-	}
-}
-
-# Prometheus, for canary analysis, is Debian's package: /usr/bin/prometheus,
-# run by prometheus.sh with the lab's configuration and port. The package's
-# own service is not used, and is kept from starting at the install (see
-# install_prometheus).
-install_prometheus() {
-	local sudo=() policy=/usr/sbin/policy-rc.d made_policy=
-	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
-	# Debian starts a package's service at its install unless policy-rc.d
-	# says no (exit 101), as container images often do already; where none
-	# exists, one stands for the install's length. Where systemd runs, the
-	# service stays enabled (on 9090, apart from the lab's 9390).
-	if [ ! -e "$policy" ]; then
-		printf '#!/bin/sh\n# Written by keelson infra/lab/build.sh for one install.\nexit 101\n' |
-			"${sudo[@]}" tee "$policy" >/dev/null
-		"${sudo[@]}" chmod 755 "$policy"
-		made_policy=1
-	fi
-	local rc=0
-	apt_install prometheus || rc=$?
-	[ -z "$made_policy" ] || "${sudo[@]}" rm -f "$policy"
-	return $rc
-}
-# install_packages: Prometheus, Chromium and playwright-core, where missing.
-install_packages() {
-	if [ -x /usr/bin/prometheus ]; then
-		echo "lab: prometheus found at /usr/bin/prometheus"
-	else
-		echo "lab: installing Debian's prometheus package ..."
-		install_prometheus
-	fi
-
-	# The Web UI's browser test (integration/webui_test.go): Debian's chromium,
-	# driven by playwright-core from npm with Chromium's own executable (it
-	# never downloads a browser). node and npm are on these machines; Debian's
-	# are installed only where they are missing.
-	webui_pkgs=()
-	[ -x /usr/bin/chromium ] || webui_pkgs+=(chromium)
-	command -v node >/dev/null 2>&1 || webui_pkgs+=(nodejs)
-	command -v npm >/dev/null 2>&1 || webui_pkgs+=(npm)
-	if [ ${#webui_pkgs[@]} -eq 0 ]; then
-		echo "lab: chromium found at /usr/bin/chromium, node at $(command -v node)"
-	else
-		echo "lab: installing Debian's ${webui_pkgs[*]} ..."
-		apt_install "${webui_pkgs[@]}"
-	fi
-	# playwright-core, pinned by integration/webui/package-lock.json, into
-	# integration/webui/node_modules; again only when the lock file changed.
-	webui=$root/integration/webui
-	if [ -f "$webui/node_modules/.package-lock.json" ] && [ "$webui/node_modules/.package-lock.json" -nt "$webui/package-lock.json" ]; then
-		echo "lab: playwright-core already installed in $webui/node_modules"
-	else
-		echo "lab: npm ci in $webui ..."
-		(cd "$webui" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
-	fi
-}
-
 # One Go build at a time: from an empty cache on two cores, the seven
 # cluster commands below took 413 s and the Temporal CLI 210 s alone, but
 # 812 s when built side by side (measured again with the commands compiled
@@ -169,9 +101,69 @@ else
 	build terraform env GOBIN="$bin" go install "github.com/hashicorp/terraform@$TERRAFORM_VERSION"
 fi
 
-# Debian's packages and npm's, where missing. Installed while Go compiled,
-# they took as long again from the compiler (dpkg unpacks 400 MB of
-# Chromium): no gain, so after.
-install_packages
+# apt_install PKG...: Debian packages, with sudo when not root. No apt-get
+# update unless the install needs it: the package lists of a fresh machine
+# may be enough, and an update is slow.
+apt_install() {
+	local sudo=()
+	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" || {
+		"${sudo[@]}" apt-get update &&
+			"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
+	}
+}
+
+# Prometheus, for canary analysis, is Debian's package: /usr/bin/prometheus,
+# run by prometheus.sh with the lab's configuration and port. The package's
+# own service is not used, and is kept from starting at the install (see
+# install_prometheus).
+install_prometheus() {
+	local sudo=() policy=/usr/sbin/policy-rc.d made_policy=
+	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+	# Debian starts a package's service at its install unless policy-rc.d
+	# says no (exit 101), as container images often do already; where none
+	# exists, one stands for the install's length. Where systemd runs, the
+	# service stays enabled (on 9090, apart from the lab's 9390).
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\n# Written by keelson infra/lab/build.sh for one install.\nexit 101\n' |
+			"${sudo[@]}" tee "$policy" >/dev/null
+		"${sudo[@]}" chmod 755 "$policy"
+		made_policy=1
+	fi
+	local rc=0
+	apt_install prometheus || rc=$?
+	[ -z "$made_policy" ] || "${sudo[@]}" rm -f "$policy"
+	return $rc
+}
+if [ -x /usr/bin/prometheus ]; then
+	echo "lab: prometheus found at /usr/bin/prometheus"
+else
+	echo "lab: installing Debian's prometheus package ..."
+	install_prometheus
+fi
+
+# The Web UI's browser test (integration/webui_test.go): Debian's chromium,
+# driven by playwright-core from npm with Chromium's own executable (it
+# never downloads a browser). node and npm are on these machines; Debian's
+# are installed only where they are missing.
+webui_pkgs=()
+[ -x /usr/bin/chromium ] || webui_pkgs+=(chromium)
+command -v node >/dev/null 2>&1 || webui_pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || webui_pkgs+=(npm)
+if [ ${#webui_pkgs[@]} -eq 0 ]; then
+	echo "lab: chromium found at /usr/bin/chromium, node at $(command -v node)"
+else
+	echo "lab: installing Debian's ${webui_pkgs[*]} ..."
+	apt_install "${webui_pkgs[@]}"
+fi
+# playwright-core, pinned by integration/webui/package-lock.json, into
+# integration/webui/node_modules; again only when the lock file changed.
+webui=$root/integration/webui
+if [ -f "$webui/node_modules/.package-lock.json" ] && [ "$webui/node_modules/.package-lock.json" -nt "$webui/package-lock.json" ]; then
+	echo "lab: playwright-core already installed in $webui/node_modules"
+else
+	echo "lab: npm ci in $webui ..."
+	(cd "$webui" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+fi
 
 echo "lab: all binaries in $bin ($(( $(date +%s) - total_start ))s)"
