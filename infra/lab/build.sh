@@ -71,9 +71,11 @@ declare -A cluster_pkgs=(
 # cold build of the local stack. What it costs is CPU in the lab's control
 # planes, which idle in every test and figure (the Temporal dev server is
 # what limits the lab, and it keeps the compiler's defaults). The standard
-# library keeps its usual flags so that it is compiled once for every build
-# of the stack, and shared with Keelson's.
-cluster_gcflags=(-gcflags=all=-l -gcflags=std=)
+# library is compiled as for every build of the stack (see the Makefile's
+# GCFLAGS: no DWARF, which the linker's -s -w drops anyway), so that it is
+# compiled once and shared with Keelson's. Compiling without optimizations
+# as well (-N) was measured and saves almost nothing more (3 %).
+cluster_gcflags=("-gcflags=all=-l $stack_gcflags" "-gcflags=std=$stack_gcflags")
 missing=() pkgs=()
 for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl; do
 	if [ -x "$bin/$name" ]; then
@@ -92,7 +94,7 @@ fi
 # The helm CLI, for `helm history` next to what Keelson did: a tool of
 # Keelson's own module (go.mod), so it is the Helm Keelson links, and its
 # packages are mostly compiled already by `make build`.
-build helm bash -c "cd '$root' && go build -ldflags='$ldflags' -o '$bin/helm' helm.sh/helm/v3/cmd/helm"
+build helm bash -c "cd '$root' && go build -gcflags='all=$stack_gcflags' -ldflags='$ldflags' -o '$bin/helm' helm.sh/helm/v3/cmd/helm"
 
 # Terraform is installed on these machines; build one only where it is not.
 if command -v terraform >/dev/null 2>&1; then

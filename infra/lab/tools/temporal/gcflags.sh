@@ -13,21 +13,29 @@
 # build's wall time can show). Everything a workflow task or an activity
 # goes through (the server's services, SQLite and PostgreSQL, gRPC,
 # protobuf) keeps the compiler's defaults.
+#
+# Nothing is compiled with DWARF (stack_gcflags, used by infra/lab/build.sh
+# for every build of the stack, as the Makefile's GCFLAGS is for Keelson's):
+# the linker's -s -w drops it, and writing it cost the compiler 10 % of its
+# CPU (this module from an empty cache on two cores: 248 s instead of 276 s,
+# 141 s of wall time instead of 156 s, measured back to back).
+stack_gcflags=-dwarf=false
 temporal_gcflags=(
-	-gcflags='github.com/envoyproxy/...=-l'
-	-gcflags='github.com/cncf/xds/...=-l'
-	-gcflags='github.com/aws/aws-sdk-go/...=-l'
-	-gcflags='github.com/olivere/elastic/...=-l'
-	-gcflags='github.com/gocql/gocql/...=-l'
-	-gcflags='github.com/apache/thrift/...=-l'
-	-gcflags='github.com/go-sql-driver/mysql/...=-l'
-	-gcflags='cloud.google.com/go/...=-l'
-	-gcflags='google.golang.org/api/...=-l'
-	-gcflags='github.com/google/s2a-go/...=-l'
-	-gcflags='github.com/googleapis/gax-go/...=-l'
-	-gcflags='github.com/GoogleCloudPlatform/...=-l'
-	-gcflags='github.com/temporalio/cli/...=-l'
-	-gcflags='github.com/temporalio/ui-server/...=-l'
-	-gcflags='github.com/labstack/echo/...=-l'
-	-gcflags='github.com/gomarkdown/markdown/...=-l'
+	-gcflags="all=$stack_gcflags"
+	-gcflags="github.com/envoyproxy/...=-l $stack_gcflags"
+	-gcflags="github.com/cncf/xds/...=-l $stack_gcflags"
+	-gcflags="github.com/aws/aws-sdk-go/...=-l $stack_gcflags"
+	-gcflags="github.com/olivere/elastic/...=-l $stack_gcflags"
+	-gcflags="github.com/gocql/gocql/...=-l $stack_gcflags"
+	-gcflags="github.com/apache/thrift/...=-l $stack_gcflags"
+	-gcflags="github.com/go-sql-driver/mysql/...=-l $stack_gcflags"
+	-gcflags="cloud.google.com/go/...=-l $stack_gcflags"
+	-gcflags="google.golang.org/api/...=-l $stack_gcflags"
+	-gcflags="github.com/google/s2a-go/...=-l $stack_gcflags"
+	-gcflags="github.com/googleapis/gax-go/...=-l $stack_gcflags"
+	-gcflags="github.com/GoogleCloudPlatform/...=-l $stack_gcflags"
+	-gcflags="github.com/temporalio/cli/...=-l $stack_gcflags"
+	-gcflags="github.com/temporalio/ui-server/...=-l $stack_gcflags"
+	-gcflags="github.com/labstack/echo/...=-l $stack_gcflags"
+	-gcflags="github.com/gomarkdown/markdown/...=-l $stack_gcflags"
 )
