@@ -6,7 +6,7 @@
 # where they are missing). The module cache is left as it is: downloads
 # are not what is measured. Prints each figure with its target and writes
 # them as JSON lines to .cache/bench/cold-build-UTCSTAMP.jsonl, as make
-# bench does. Needs no lab; takes about 11 minutes on two cores, and about
+# bench does. Needs no lab; takes about 9 minutes on two cores, and about
 # 6 GB of disk for the throwaway build cache, removed at the end.
 #
 #   bench/cold-build.sh
