@@ -21,13 +21,13 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v '/integration')
 # debugger.
 LDFLAGS ?= -s -w
 
-# The compiler writes no DWARF either (the linker's -w would drop it, here
-# and in the test binaries, TEST_LDFLAGS): the compile of Keelson's commands
-# from an empty cache takes 10 % less CPU (the Temporal CLI: 248 s instead
-# of 276 s, measured back to back), and the binaries differ only in the
-# build settings and IDs they record. Every go command that make runs gets it through
-# GOFLAGS, so that the builds, the tests, vet and the lab's helm (built
-# with the same flag by infra/lab/build.sh) share their compiled packages.
+# The compiler writes no DWARF either: the linker's -w drops it, here and
+# in the test binaries (TEST_LDFLAGS), and writing it cost the compiler
+# 10 % of its CPU (infra/lab/tools/temporal/gcflags.sh has the figures).
+# The binaries differ only in the build settings and IDs they record. Every
+# go command that make runs gets the flag through GOFLAGS, so that the
+# builds, the tests and vet share their compiled packages, and with the
+# lab's helm and standard library (infra/lab/build.sh passes it too).
 GCFLAGS ?= all=-dwarf=false
 export GOFLAGS := $(strip $(GOFLAGS) -gcflags=$(GCFLAGS))
 
