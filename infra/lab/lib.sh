@@ -164,17 +164,23 @@ port_open() {
 	(exec 2>/dev/null 3<>"/dev/tcp/127.0.0.1/$1")
 }
 
-# http_ok PORT PATH: GET http://127.0.0.1:PORT/PATH answers 200 (bash's
-# /dev/tcp: no curl needed).
-http_ok() {
-	local status
-	status=$(
+# http_get PORT PATH: prints the whole answer (status line, headers and
+# body) to GET http://127.0.0.1:PORT/PATH, through bash's /dev/tcp: no curl
+# needed. Fails when nothing listens.
+http_get() {
+	(
 		exec 2>/dev/null
 		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
 		printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
-		head -1 <&3
-	) || return 1
-	[[ $status == "HTTP/1."?" 200"* ]]
+		cat <&3
+	)
+}
+
+# http_ok PORT PATH: GET http://127.0.0.1:PORT/PATH answers 200.
+http_ok() {
+	local answer
+	answer=$(http_get "$1" "$2") || return 1
+	[[ $answer == "HTTP/1."?" 200"* ]]
 }
 
 # wait_ready NAME PIDFILE LOG SECONDS CHECK...: waits until CHECK succeeds

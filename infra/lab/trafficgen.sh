@@ -48,15 +48,10 @@ setup() {
 # scraped_since UNIX: Prometheus's last successful scrape of the generator
 # is from UNIX or later (a sample from before the lab stopped does not count).
 scraped_since() {
-	local body
-	body=$(
-		exec 2>/dev/null
-		exec 3<>"/dev/tcp/127.0.0.1/$PROMETHEUS_PORT" || exit 1
-		# timestamp(up{job="keelson-traffic"} == 1) >= UNIX, URL-encoded
-		printf 'GET /api/v1/query?query=timestamp%%28up%%7Bjob%%3D%%22keelson-traffic%%22%%7D%%3D%%3D1%%29%%3E%%3D%s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$1" >&3
-		cat <&3
-	) || return 1
-	[[ $body == *'"result":[{'* ]]
+	local answer
+	# timestamp(up{job="keelson-traffic"} == 1) >= UNIX, URL-encoded
+	answer=$(http_get "$PROMETHEUS_PORT" "/api/v1/query?query=timestamp%28up%7Bjob%3D%22keelson-traffic%22%7D%3D%3D1%29%3E%3D$1") || return 1
+	[[ $answer == *'"result":[{'* ]]
 }
 
 start() {
